@@ -1,0 +1,52 @@
+"""Local Sphinx extension for the qrnn book: an offline site.
+
+* MathJax 3 is served from the build (copied from the ``django-static-mathjax`` wheel, which
+  ships MathJax 3.2.2 and needs no Django) instead of a CDN.
+* Duplicate ``<script>`` entries (Jupyter Book 1.0.4 adds sphinx-thebe's inline script twice)
+  are removed from every page.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+MATHJAX_ENTRY = "tex-chtml.js"
+
+
+def _mathjax_source() -> Path:
+    import mathjax  # the django-static-mathjax package
+
+    return Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
+
+
+def _config_inited(app, config) -> None:
+    config.mathjax_path = f"mathjax/{MATHJAX_ENTRY}"
+
+
+def _copy_mathjax(app, exception) -> None:
+    if exception is not None or app.builder.format != "html":
+        return
+    dest = Path(app.outdir) / "_static" / "mathjax"
+    if not (dest / MATHJAX_ENTRY).exists():
+        shutil.copytree(_mathjax_source(), dest, dirs_exist_ok=True)
+
+
+def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen, unique = set(), []
+    for js in scripts:
+        key = (str(js), getattr(js, "attributes", {}).get("body", ""))
+        if key not in seen:
+            seen.add(key)
+            unique.append(js)
+    context["script_files"] = unique
+
+
+def setup(app):
+    app.connect("config-inited", _config_inited)
+    app.connect("build-finished", _copy_mathjax)
+    app.connect("html-page-context", _dedupe_scripts)
+    return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,19 @@
+"""qrnn: recurrent neural networks with limited numerical precision (Ott et al., 1608.06902)."""
+
+from .layers import QuantGRU, QuantLSTM, QuantRNN, QuantRNNBase, clip_shadow_, quantized_layers
+from .quantizers import SCHEMES, Quantizer, quantizer, straight_through
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SCHEMES",
+    "QuantGRU",
+    "QuantLSTM",
+    "QuantRNN",
+    "QuantRNNBase",
+    "Quantizer",
+    "clip_shadow_",
+    "quantized_layers",
+    "quantizer",
+    "straight_through",
+]

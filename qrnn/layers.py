@@ -1,0 +1,203 @@
+"""Quantized ``torch.nn.RNN`` / ``GRU`` / ``LSTM`` layers that keep the fused kernels.
+
+Each layer *is* its ``torch.nn`` counterpart (same constructor, parameter names, gate order,
+shapes, inputs and outputs; ``state_dict`` loads both ways). The parameters are the
+full-precision shadow weights. Once per forward the selected matrices are quantized
+(stochastically in training when ``stochastic=True``, deterministically in evaluation), and the
+stock fused op (``_VF.lstm`` etc.: cuDNN on GPU, the ATen kernel on CPU) runs on the quantized
+copies. The straight-through estimator carries the gradient back to the shadow weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .quantizers import Quantizer, quantizer
+
+__all__ = [
+    "QuantGRU",
+    "QuantLSTM",
+    "QuantRNN",
+    "QuantRNNBase",
+    "clip_shadow_",
+    "quantized_layers",
+]
+
+_PARAM = re.compile(r"^(weight|bias)_(ih|hh)_l(\d+)(_reverse)?$")
+
+
+class QuantRNNBase(nn.RNNBase):
+    """Shared logic; use :class:`QuantRNN`, :class:`QuantGRU` or :class:`QuantLSTM`.
+
+    Extra keyword arguments (all after the ``torch.nn`` ones):
+
+    * ``scheme``: one of :data:`qrnn.SCHEMES` (default ``"float"``).
+    * ``stochastic``: sample the stochastic variant in training mode (default ``False``).
+    * ``quantizer_options``: dict of method options passed to :func:`qrnn.quantizer`.
+    * ``quantize_input``, ``quantize_recurrent``, ``quantize_bias``: which parameters are
+      quantized (input-to-hidden matrices, hidden-to-hidden matrices, biases; all on).
+    * ``generator``: optional ``torch.Generator`` for the stochastic draws (settable later
+      through the ``generator`` attribute), so runs repeat.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        scheme: str = "float",
+        stochastic: bool = False,
+        quantizer_options: dict[str, Any] | None = None,
+        quantize_input: bool = True,
+        quantize_recurrent: bool = True,
+        quantize_bias: bool = True,
+        generator: torch.Generator | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if kwargs.get("proj_size", 0):
+            raise ValueError("quantized layers do not support proj_size; use proj_size=0")
+        super().__init__(*args, **kwargs)
+        self.quantizer: Quantizer = quantizer(scheme, **(quantizer_options or {}))
+        if stochastic and not self.quantizer.stochastic_supported:
+            raise ValueError(f"scheme {scheme!r} has no stochastic variant; use stochastic=False")
+        self.stochastic = bool(stochastic)
+        self.quantize_input = bool(quantize_input)
+        self.quantize_recurrent = bool(quantize_recurrent)
+        self.quantize_bias = bool(quantize_bias)
+        self.generator = generator
+
+    @property
+    def scheme(self) -> str:
+        return self.quantizer.name
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr() + f", scheme={self.scheme!r}"
+        if self.quantizer.options:
+            s += f", quantizer_options={self.quantizer.options!r}"
+        if self.stochastic:
+            s += ", stochastic=True"
+        for flag in ("quantize_input", "quantize_recurrent", "quantize_bias"):
+            if not getattr(self, flag):
+                s += f", {flag}=False"
+        return s
+
+    # -- which parameters are quantized, with which fans ----------------------------------------
+    def param_fans(self, name: str) -> tuple[int, int]:
+        """(fan_in, fan_out) of one gate block of parameter ``name``: input matrices and their
+        bias use (input features of the layer, hidden); recurrent ones (hidden, hidden)."""
+        m = _PARAM.match(name)
+        if m is None:
+            raise KeyError(name)
+        layer = int(m.group(3))
+        if m.group(2) == "hh":
+            return self.hidden_size, self.hidden_size
+        dirs = 2 if self.bidirectional else 1
+        fan_in = self.input_size if layer == 0 else self.hidden_size * dirs
+        return fan_in, self.hidden_size
+
+    def is_quantized(self, name: str) -> bool:
+        m = _PARAM.match(name)
+        if m is None or self.scheme == "float":
+            return False
+        if m.group(1) == "bias":
+            return self.quantize_bias
+        return self.quantize_input if m.group(2) == "ih" else self.quantize_recurrent
+
+    def quantized_parameters(self, stochastic: bool | None = None) -> dict[str, Tensor]:
+        """``{name: W_q}`` for every flat weight (unquantized ones passed through).
+
+        ``stochastic=None`` follows the module: stochastic only in training mode with
+        ``self.stochastic``. Gradients flow to the shadow weights (straight-through).
+        """
+        if stochastic is None:
+            stochastic = self.training and self.stochastic
+        out = {}
+        for name in self._flat_weights_names:
+            w = getattr(self, name)
+            if self.is_quantized(name):
+                fan_in, fan_out = self.param_fans(name)
+                w = self.quantizer(w, stochastic, self.generator, fan_in=fan_in, fan_out=fan_out)
+            out[name] = w
+        return out
+
+    @contextlib.contextmanager
+    def _quantized_flat_weights(self) -> Iterator[None]:
+        q = self.quantized_parameters()
+        saved = self._flat_weights
+        self._flat_weights = [q[n] for n in self._flat_weights_names]
+        try:
+            yield
+        finally:
+            self._flat_weights = saved
+
+    def forward(self, input, hx=None):
+        """Same contract as ``torch.nn``; runs the fused op on the quantized weights."""
+        if self.scheme == "float":
+            return super().forward(input, hx)
+        # Refresh the cached flat list if the parameters were replaced, then swap in W_q;
+        # super() is the torch.nn class (QuantLSTM's MRO: QuantRNNBase, nn.LSTM, nn.RNNBase).
+        self._update_flat_weights()
+        with self._quantized_flat_weights():
+            return super().forward(input, hx)
+
+    @torch.no_grad()
+    def clip_shadow_(self) -> None:
+        """Clip the quantized parameters' shadow weights to the method's range, in place
+        (BinaryConnect: ``W <- clip(W, -H, H)`` after each optimizer step)."""
+        for name in self._flat_weights_names:
+            if not self.is_quantized(name):
+                continue
+            w = getattr(self, name)
+            bound = self.quantizer.clip_bound(w, *self.param_fans(name))
+            if bound is not None:
+                w.clamp_(-bound, bound)
+
+    def to_torch(self) -> nn.RNNBase:
+        """A plain ``torch.nn`` layer holding the *quantized* weights (deterministic)."""
+        cls = {"LSTM": nn.LSTM, "GRU": nn.GRU}.get(self.mode, nn.RNN)
+        kwargs = dict(
+            num_layers=self.num_layers,
+            bias=self.bias,
+            batch_first=self.batch_first,
+            dropout=self.dropout,
+            bidirectional=self.bidirectional,
+        )
+        if cls is nn.RNN:
+            kwargs["nonlinearity"] = self.nonlinearity
+        ref = self.weight_ih_l0
+        plain = cls(self.input_size, self.hidden_size, **kwargs).to(ref.device, ref.dtype)
+        with torch.no_grad():
+            plain.load_state_dict(
+                {k: v.detach().clone() for k, v in self.quantized_parameters(False).items()}
+            )
+        return plain
+
+
+class QuantRNN(QuantRNNBase, nn.RNN):
+    """Quantized ``torch.nn.RNN`` (Elman, tanh or relu): ``h' = f(W_ih x + b_ih + W_hh h + b_hh)``
+    with ``W``, ``b`` replaced by their quantized copies. See :class:`QuantRNNBase`."""
+
+
+class QuantGRU(QuantRNNBase, nn.GRU):
+    """Quantized ``torch.nn.GRU`` (gate order r, z, n). See :class:`QuantRNNBase`."""
+
+
+class QuantLSTM(QuantRNNBase, nn.LSTM):
+    """Quantized ``torch.nn.LSTM`` (gate order i, f, g, o). See :class:`QuantRNNBase`."""
+
+
+def quantized_layers(module: nn.Module) -> Iterator[QuantRNNBase]:
+    """Every quantized recurrent layer inside ``module`` (itself included)."""
+    return (m for m in module.modules() if isinstance(m, QuantRNNBase))
+
+
+def clip_shadow_(module: nn.Module) -> nn.Module:
+    """BinaryConnect shadow-weight clipping for every quantized layer in ``module``; call it
+    after ``optimizer.step()``. Returns ``module``."""
+    for layer in quantized_layers(module):
+        layer.clip_shadow_()
+    return module

@@ -1,0 +1,213 @@
+"""Quantized layers: fused kernel vs reference cells, torch.nn compatibility, training, errors."""
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+import qrnn
+from qrnn.cells import reference_forward
+
+CELLS = {"RNN": qrnn.QuantRNN, "GRU": qrnn.QuantGRU, "LSTM": qrnn.QuantLSTM}
+TORCH = {"RNN": nn.RNN, "GRU": nn.GRU, "LSTM": nn.LSTM}
+METHODS = [
+    ("float", {}),
+    ("binary", {}),
+    ("binary", {"scale": "glorot"}),
+    ("ternary", {}),
+    ("pow2-ternary", {}),
+    ("exponential", {}),
+]
+
+
+def _make(cell, scheme="float", **kw):
+    torch.manual_seed(0)
+    return CELLS[cell](5, 8, scheme=scheme, **kw).double()
+
+
+def _close(a, b):
+    if isinstance(a, tuple):
+        return all(_close(x, y) for x, y in zip(a, b, strict=True))
+    return torch.allclose(a, b, atol=1e-10, rtol=1e-9)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize(("scheme", "opts"), METHODS)
+@pytest.mark.parametrize(
+    ("layers", "bidirectional", "batch_first"),
+    [(1, False, False), (2, False, True), (2, True, False)],
+)
+def test_fused_matches_reference(cell, scheme, opts, layers, bidirectional, batch_first):
+    torch.manual_seed(1)
+    m = CELLS[cell](
+        5,
+        8,
+        num_layers=layers,
+        bidirectional=bidirectional,
+        batch_first=batch_first,
+        scheme=scheme,
+        quantizer_options=opts,
+    ).double()
+    with torch.no_grad():  # spread the weights so every level of every method occurs
+        for p in m.parameters():
+            p.uniform_(-0.6, 0.6)
+    m.eval()
+    x = torch.randn(4, 6, 5, dtype=torch.double)  # (B, T) or (T, B), both fine
+    assert _close(m(x), reference_forward(m, x))
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("scheme", ["binary", "ternary", "pow2-ternary", "exponential"])
+def test_stochastic_forward_matches_reference_with_same_draws(cell, scheme):
+    m = _make(cell, scheme, stochastic=True, num_layers=2)
+    m.train()
+    x = torch.randn(7, 3, 5, dtype=torch.double)
+    m.generator = torch.Generator().manual_seed(3)
+    fused = m(x)
+    m.generator = torch.Generator().manual_seed(3)
+    draws = m.quantized_parameters()  # same draws in the same order
+    assert _close(fused, reference_forward(m, x, weights=draws))
+    m.generator = torch.Generator().manual_seed(4)
+    assert not _close(m(x), fused)
+    m.eval()  # evaluation is deterministic
+    assert _close(m(x), m(x))
+    assert _close(m(x), reference_forward(m, x))
+
+
+def test_unbatched_input_and_initial_state():
+    m = _make("LSTM", "ternary")
+    m.eval()
+    x = torch.randn(6, 5, dtype=torch.double)
+    h0 = (torch.randn(1, 8, dtype=torch.double), torch.randn(1, 8, dtype=torch.double))
+    assert _close(m(x, h0), reference_forward(m, x, h0))
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_float_scheme_equals_torch_nn_exactly(cell):
+    kwargs = dict(num_layers=2, bidirectional=True, batch_first=True)
+    torch.manual_seed(0)
+    q = CELLS[cell](5, 8, **kwargs)
+    ref = TORCH[cell](5, 8, **kwargs)
+    ref.load_state_dict(q.state_dict())
+    x = torch.randn(3, 9, 5)
+    out_q, out_r = q(x), ref(x)
+    flat = lambda o: [o[0], *(o[1] if isinstance(o[1], tuple) else (o[1],))]  # noqa: E731
+    for a, b in zip(flat(out_q), flat(out_r), strict=True):
+        assert torch.equal(a, b)
+    # same gradients too
+    out_q[0].sum().backward()
+    out_r[0].sum().backward()
+    for (n, p), (_, r) in zip(q.named_parameters(), ref.named_parameters(), strict=True):
+        assert torch.equal(p.grad, r.grad), n
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_state_dict_round_trips_with_torch_nn(cell):
+    q = CELLS[cell](5, 8, num_layers=2, scheme="ternary")
+    ref = TORCH[cell](5, 8, num_layers=2)
+    assert list(q.state_dict()) == list(ref.state_dict())
+    q.load_state_dict(ref.state_dict())
+    for k, v in ref.state_dict().items():
+        assert torch.equal(q.state_dict()[k], v)
+    q2 = CELLS[cell](5, 8, num_layers=2, scheme="binary")
+    with torch.no_grad():
+        q2.weight_hh_l1.add_(1.0)
+    ref.load_state_dict(q2.state_dict())
+    assert torch.equal(ref.weight_hh_l1, q2.weight_hh_l1)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_to_torch_runs_quantized_weights_in_plain_layer(cell):
+    m = _make(cell, "exponential", num_layers=2)
+    m.eval()
+    x = torch.randn(4, 2, 5, dtype=torch.double)
+    plain = m.to_torch()
+    assert type(plain) is TORCH[cell]
+    assert _close(m(x), plain(x))
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_shadow_gradient_equals_gradient_wrt_quantized_weights(cell):
+    # straight-through: dL/dW (shadow, via the fused kernel) == dL/dW_q (reference cells)
+    m = _make(cell, "ternary", stochastic=True, num_layers=2)
+    m.train()
+    x = torch.randn(5, 2, 5, dtype=torch.double)
+    m.generator = torch.Generator().manual_seed(0)
+    m(x)[0].square().sum().backward()
+    m.generator = torch.Generator().manual_seed(0)
+    draws = {k: v.detach().requires_grad_() for k, v in m.quantized_parameters().items()}
+    reference_forward(m, x, weights=draws)[0].square().sum().backward()
+    for name, p in m.named_parameters():
+        assert p.grad.abs().sum() > 0
+        assert torch.allclose(p.grad, draws[name].grad, atol=1e-10), name
+
+
+def test_switches_select_quantized_parameters():
+    m = _make("GRU", "binary", quantize_input=False, quantize_bias=False)
+    q = m.quantized_parameters(False)
+    assert torch.equal(q["weight_ih_l0"], m.weight_ih_l0)
+    assert torch.equal(q["bias_hh_l0"], m.bias_hh_l0)
+    assert set(q["weight_hh_l0"].unique().tolist()) <= {-1.0, 1.0}
+    m2 = _make("GRU", "binary", quantize_recurrent=False)
+    q2 = m2.quantized_parameters(False)
+    assert torch.equal(q2["weight_hh_l0"], m2.weight_hh_l0)
+    assert set(q2["bias_ih_l0"].unique().tolist()) <= {-1.0, 1.0}
+
+
+def test_ternary_glorot_scale_per_gate_block():
+    m = qrnn.QuantLSTM(20, 30, num_layers=2, bidirectional=True, scheme="ternary")
+    assert m.param_fans("weight_ih_l0") == (20, 30)
+    assert m.param_fans("weight_ih_l1_reverse") == (60, 30)
+    assert m.param_fans("weight_hh_l1") == (30, 30)
+    q = m.quantized_parameters(False)
+    w0 = (6 / 60) ** 0.5
+    levels = q["weight_hh_l0"].abs().unique()
+    assert torch.allclose(levels, torch.tensor([0.0, w0]))
+
+
+def test_clip_shadow():
+    m = qrnn.QuantGRU(4, 6, scheme="binary")
+    with torch.no_grad():
+        m.weight_hh_l0.mul_(10).add_(3)
+    plain = qrnn.QuantGRU(4, 6)
+    plain.load_state_dict(m.state_dict())
+    container = nn.Sequential(m, plain)
+    qrnn.clip_shadow_(container)
+    assert m.weight_hh_l0.abs().max() <= 1.0
+    assert plain.weight_hh_l0.abs().max() > 1.0  # float scheme: untouched
+
+
+def test_bad_arguments_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown quantization scheme"):
+        qrnn.QuantLSTM(3, 4, scheme="int4")
+    with pytest.raises(ValueError, match="no stochastic variant"):
+        qrnn.QuantLSTM(3, 4, scheme="float", stochastic=True)
+    with pytest.raises(ValueError, match="proj_size"):
+        qrnn.QuantLSTM(3, 4, proj_size=2, scheme="binary")
+    with pytest.raises(ValueError, match="unknown option"):
+        qrnn.QuantGRU(3, 4, scheme="exponential", quantizer_options={"bits": 3})
+    m = qrnn.QuantLSTM(3, 4, scheme="ternary")
+    with pytest.raises(RuntimeError, match=r"input.size\(-1\) must be equal to input_size"):
+        m(torch.randn(5, 2, 7))
+    with pytest.raises(ValueError, match="2D or 3D"):
+        m(torch.randn(5, 2, 3, 1))
+
+
+def test_quantized_training_step_reduces_loss():
+    # a tiny real optimisation: a ternary GRU learns to output the running sign of its input
+    torch.manual_seed(0)
+    m = qrnn.QuantGRU(1, 16, scheme="ternary", stochastic=True)
+    head = nn.Linear(16, 1)
+    opt = torch.optim.Adam(itertools.chain(m.parameters(), head.parameters()), lr=1e-2)
+    x = torch.randn(20, 32, 1)
+    y = torch.sign(x.cumsum(0))
+    losses = []
+    for _ in range(60):
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(head(m(x)[0]), y)
+        loss.backward()
+        opt.step()
+        qrnn.clip_shadow_(m)
+        losses.append(loss.item())
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
