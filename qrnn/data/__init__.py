@@ -1,0 +1,68 @@
+"""Real data for the qrnn experiments: PTB (char/word), text8, and the Free Spoken Digit Dataset.
+
+Files come from the mirror folder ``$QRNN_DATA`` (or ``root=``), then the user cache
+(``$QRNN_CACHE``, else ``$XDG_CACHE_HOME/qrnn`` / ``~/.cache/qrnn``), then a verified download.
+Every file is checked against its known hash; data files are never part of this repository.
+"""
+
+from .batching import LMBatches, lm_batches, num_lm_batches, padding_mask, speech_batches
+from .sources import (
+    ChecksumError,
+    DataNotFoundError,
+    DownloadError,
+    FileSpec,
+    UnknownDatasetError,
+    cache_dir,
+    data_root,
+)
+from .speech import (
+    FSDD_SPEAKERS,
+    AudioError,
+    FeatureConfig,
+    SpeechData,
+    SpeechSplit,
+    compute_features,
+    load_fsdd,
+    read_wav,
+)
+from .text import FILES, TEXT8_SPLIT, TextCorpus, load_text, ptb_word_to_char
+
+DATASETS = ("ptb-char", "ptb-word", "text8", "fsdd")
+
+
+def load(name: str, **kwargs):
+    """``load_text`` for the text corpora, ``load_fsdd`` for ``"fsdd"``."""
+    if name == "fsdd":
+        return load_fsdd(**kwargs)
+    return load_text(name, **kwargs)
+
+
+__all__ = [
+    "DATASETS",
+    "FILES",
+    "FSDD_SPEAKERS",
+    "TEXT8_SPLIT",
+    "AudioError",
+    "ChecksumError",
+    "DataNotFoundError",
+    "DownloadError",
+    "FeatureConfig",
+    "FileSpec",
+    "LMBatches",
+    "SpeechData",
+    "SpeechSplit",
+    "TextCorpus",
+    "UnknownDatasetError",
+    "cache_dir",
+    "compute_features",
+    "data_root",
+    "lm_batches",
+    "load",
+    "load_fsdd",
+    "load_text",
+    "num_lm_batches",
+    "padding_mask",
+    "ptb_word_to_char",
+    "read_wav",
+    "speech_batches",
+]
