@@ -1,11 +1,29 @@
-"""The ``qrnn`` command. ``qrnn schemes`` lists the quantization methods."""
+"""The ``qrnn`` command: ``schemes``, ``train``, ``show``.
+
+Bad arguments exit with status 2 and an argparse message naming the allowed values.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
+from pathlib import Path
 
 from .quantizers import OPTIONS_HELP, SCHEMES, quantizer
+
+# allowed values of the RunConfig fields that take a fixed set (argparse choices)
+CHOICES = {
+    "task": ("ptb-char", "ptb-word", "text8", "fsdd"),
+    "split": ("standard", "speakers"),
+    "cell": ("rnn", "gru", "lstm"),
+    "scheme": SCHEMES,
+    "input_norm": ("none", "batch"),
+    "pool": ("last", "mean"),
+    "clip_shadow": ("auto", "on", "off"),
+    "optimizer": ("adam", "sgd"),
+}
 
 
 def _schemes(args: argparse.Namespace) -> int:
@@ -21,22 +39,161 @@ def _schemes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_dict(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        msg = f'not valid JSON ({e}); e.g. \'{{"scale": "glorot"}}\''
+        raise argparse.ArgumentTypeError(msg) from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError('must be a JSON object, e.g. \'{"scale": "glorot"}\'')
+    return value
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    from .train import FIELD_HELP, RunConfig
+
+    g = p.add_argument_group("run configuration (every field of qrnn.train.RunConfig)")
+    for f in dataclasses.fields(RunConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        helptext = f"{FIELD_HELP.get(f.name, '')} (default: {default!r})"
+        if f.type in ("bool", bool):
+            g.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=default, help=helptext
+            )
+        elif f.name == "quantizer_options":
+            g.add_argument(flag, type=_json_dict, default=default, metavar="JSON", help=helptext)
+        else:
+            typ = {"int": int, "float": float, "str": str}[str(f.type)]
+            g.add_argument(
+                flag, type=typ, default=default, choices=CHOICES.get(f.name), help=helptext
+            )
+
+
+def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .train import RunConfig, train
+
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    try:
+        cfg = RunConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    except ValueError as e:
+        parser.error(str(e))
+    rec = train(
+        cfg,
+        args.results,
+        quiet=args.quiet,
+        force=args.force,
+        data_root=args.data,
+        invocation={"argv": ["qrnn", *sys.argv[1:]]},
+    )
+    print(summary(rec))
+    return 0 if rec["status"] in ("completed", "diverged") else 1
+
+
+def find_run(run: str, results: str | Path = "results") -> Path:
+    """A run folder from a path, a run id, or a unique prefix of one under ``results``."""
+    p = Path(run)
+    if (p / "run.json").is_file() or p.name == "run.json":
+        return p if p.is_dir() else p.parent
+    root = Path(results)
+    hits = (
+        sorted(d for d in root.glob(f"{run}*") if (d / "run.json").is_file())
+        if root.is_dir()
+        else []
+    )
+    if len(hits) == 1:
+        return hits[0]
+    if not hits:
+        raise FileNotFoundError(
+            f"no run {run!r}: not a run folder, and no run id under {root}/ starts with it"
+        )
+    names = ", ".join(h.name for h in hits[:5])
+    raise ValueError(
+        f"run {run!r} is ambiguous under {root}/: {names}{' ...' if len(hits) > 5 else ''}"
+    )
+
+
+def summary(rec: dict) -> str:
+    """Human-readable summary of a run record."""
+    from .train import RunConfig
+
+    name = rec["metric"]["name"]
+    defaults = RunConfig().resolved()
+    changed = {k: v for k, v in rec["config"].items() if defaults.get(k) != v}
+    lines = [
+        f"run      {rec['run_id']}",
+        f"status   {rec['status']}"
+        + (f" ({rec['diverged']['reason']})" if rec["diverged"] else "")
+        + (f" ({rec['error']})" if rec["error"] else ""),
+        f"config   {json.dumps(changed)} (others default)",
+        f"model    {rec['model']['parameters']:,} parameters, "
+        f"{rec['model']['storage_bits'] / 8 / 1024:.1f} KiB quantized vs "
+        f"{rec['model']['fp32_bits'] / 8 / 1024:.1f} KiB fp32",
+        f"env      torch {rec['environment']['torch']} on {rec['environment']['device']}, "
+        f"{rec['environment']['threads']} threads, commit "
+        f"{(rec['environment']['git']['commit'] or '?')[:10]}"
+        + (" (dirty)" if rec["environment"]["git"]["dirty"] else ""),
+        f"epoch  train {name:>10}  valid {name:>10}  {'wall s':>8}",
+    ]
+    for e in rec["epochs"]:
+        star = "*" if e["epoch"] == rec["best_epoch"] else " "
+        tr, va = e["train_metric"], e["valid_metric"]
+        lines.append(f"{e['epoch']:4d}{star} {tr:16.4f} {va:16.4f} {e['wall_s']:9.1f}")
+    if rec["test"]:
+        lines.append(
+            f"test {name} {rec['test']['metric']:.4f} (best epoch {rec['best_epoch']}), "
+            f"{rec['wall_time_s']:.0f} s training"
+        )
+    return "\n".join(lines)
+
+
+def _show(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .records import load_record
+
+    try:
+        run = find_run(args.run, args.results)
+        rec = load_record(run)
+    except (FileNotFoundError, ValueError) as e:
+        parser.error(str(e))
+    print(json.dumps(rec, indent=1) if args.json else summary(rec))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="qrnn", description="Recurrent networks with limited numerical precision."
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     s = sub.add_parser("schemes", help="list the quantization methods, their options and bits")
-    s.set_defaults(func=_schemes)
+    s.set_defaults(func=lambda a, _p: _schemes(a), subparser=s)
+
+    t = sub.add_parser(
+        "train",
+        help="train one run and write its record",
+        description="Train one run; writes RESULTS/<run-id>/run.json. A run "
+        "whose record exists is not redone; an interrupted one resumes.",
+    )
+    _add_config_flags(t)
+    t.add_argument("--results", default="results", help="results folder (default: results)")
+    t.add_argument("--data", default=None, help="data mirror folder (default: $QRNN_DATA)")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.add_argument("--force", action="store_true", help="redo the run even if recorded")
+    t.set_defaults(func=_train, subparser=t)
+
+    sh = sub.add_parser("show", help="summarize a run record")
+    sh.add_argument("run", help="run folder, run id, or a unique prefix of one")
+    sh.add_argument("--results", default="results", help="where run ids are looked up")
+    sh.add_argument("--json", action="store_true", help="print the whole record")
+    sh.set_defaults(func=_show, subparser=sh)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return args.func(args, args.subparser)
 
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-
-__all__ = ["build_parser", "main"]

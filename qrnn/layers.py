@@ -21,8 +21,10 @@ from torch import Tensor, nn
 from .quantizers import Quantizer, quantizer
 
 __all__ = [
+    "QuantEmbedding",
     "QuantGRU",
     "QuantLSTM",
+    "QuantLinear",
     "QuantRNN",
     "QuantRNNBase",
     "clip_shadow_",
@@ -198,6 +200,70 @@ def quantized_layers(module: nn.Module) -> Iterator[QuantRNNBase]:
 def clip_shadow_(module: nn.Module) -> nn.Module:
     """BinaryConnect shadow-weight clipping for every quantized layer in ``module``; call it
     after ``optimizer.step()``. Returns ``module``."""
-    for layer in quantized_layers(module):
-        layer.clip_shadow_()
+    for m in module.modules():
+        if isinstance(m, QuantRNNBase | _QuantIO):
+            m.clip_shadow_()
     return module
+
+
+class _QuantIO:
+    """Quantized weight for the embedding / output layers (``quantize_io``): same method, the
+    Glorot fans of the matrix itself, stochastic in training when ``stochastic``."""
+
+    def _setup_quant(self, scheme, stochastic, quantizer_options, generator) -> None:
+        self.quantizer = quantizer(scheme, **(quantizer_options or {}))
+        self.stochastic = bool(stochastic) and self.quantizer.stochastic_supported
+        self.generator = generator
+
+    def quantized_weight(self, stochastic: bool | None = None) -> Tensor:
+        if stochastic is None:
+            stochastic = self.training and self.stochastic
+        w = self.weight
+        return self.quantizer(w, stochastic, self.generator, fan_in=w.shape[1], fan_out=w.shape[0])
+
+    @torch.no_grad()
+    def clip_shadow_(self) -> None:
+        bound = self.quantizer.clip_bound(self.weight, self.weight.shape[1], self.weight.shape[0])
+        if bound is not None:
+            self.weight.clamp_(-bound, bound)
+
+
+class QuantLinear(_QuantIO, nn.Linear):
+    """``nn.Linear`` whose weight (not bias) is quantized once per forward."""
+
+    def __init__(
+        self,
+        in_features,
+        out_features,
+        bias=True,
+        *,
+        scheme="float",
+        stochastic=False,
+        quantizer_options=None,
+        generator=None,
+    ):
+        super().__init__(in_features, out_features, bias)
+        self._setup_quant(scheme, stochastic, quantizer_options, generator)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return nn.functional.linear(x, self.quantized_weight(), self.bias)
+
+
+class QuantEmbedding(_QuantIO, nn.Embedding):
+    """``nn.Embedding`` whose table is quantized once per forward."""
+
+    def __init__(
+        self,
+        num_embeddings,
+        embedding_dim,
+        *,
+        scheme="float",
+        stochastic=False,
+        quantizer_options=None,
+        generator=None,
+    ):
+        super().__init__(num_embeddings, embedding_dim)
+        self._setup_quant(scheme, stochastic, quantizer_options, generator)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return nn.functional.embedding(x, self.quantized_weight())

@@ -1,0 +1,180 @@
+"""Run records: ``results/<run-id>/run.json``, written atomically.
+
+Schema ``qrnn.run/1`` (every key always present; ``null`` where not applicable):
+
+=================  ==============================================================================
+key                meaning
+=================  ==============================================================================
+schema             ``"qrnn.run/1"``
+run_id             ``<task>_<cell>_<scheme>[-stoch]_<12 hex>``: hash of the resolved config
+status             ``"running"`` | ``"completed"`` | ``"diverged"`` | ``"failed"``
+config             the resolved :class:`qrnn.train.RunConfig` (every field)
+metric             ``{"name": "bpc"|"perplexity"|"error", "lower_is_better": true}``
+epochs             per epoch: ``epoch, train_loss, train_metric, valid_loss, valid_metric,
+                   [valid_accuracy,] lr, wall_s`` (losses in nats per symbol / example)
+best_epoch         epoch with the best validation metric (the model tested)
+test               ``{"loss", "metric"[, "accuracy"]}`` of the best-validation model, or null
+diverged           ``{"epoch", "batch", "reason"}`` when status is ``"diverged"``
+error              message when status is ``"failed"``
+model              parameter count, per-tensor ``{shape, scheme, bits, quantized}``, total
+                   storage bits quantized vs fp32
+seeds              the run seed and the seeds derived from it (init, data, quantization)
+environment        python, torch, numpy, qrnn versions, platform, device, threads, git commit
+                   and dirty flag
+data               the loader's statistics and sha256s (sizes, vocabulary, split sizes)
+invocation         command line or papermill parameters
+started, finished  UTC ISO times; ``wall_time_s`` total seconds of training (over resumes)
+=================  ==============================================================================
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SCHEMA = "qrnn.run/1"
+REQUIRED_KEYS = (
+    "schema",
+    "run_id",
+    "status",
+    "config",
+    "metric",
+    "epochs",
+    "best_epoch",
+    "test",
+    "diverged",
+    "error",
+    "model",
+    "seeds",
+    "environment",
+    "data",
+    "invocation",
+    "started",
+    "finished",
+    "wall_time_s",
+)
+STATUSES = ("running", "completed", "diverged", "failed")
+EPOCH_KEYS = ("epoch", "train_loss", "train_metric", "valid_loss", "valid_metric", "lr", "wall_s")
+
+__all__ = ["SCHEMA", "atomic_write_bytes", "atomic_write_json", "environment", "load_record"]
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder + ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=False) + "\n").encode())
+
+
+def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_record(path: str | os.PathLike) -> dict:
+    """Read a ``run.json`` (or the folder holding one) and check its schema."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "run.json"
+    if not p.is_file():
+        raise FileNotFoundError(f"no run record at {p}")
+    try:
+        rec = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{p} is not valid JSON: {e}") from e
+    problems = validate(rec)
+    if problems:
+        raise ValueError(f"{p} is not a {SCHEMA} record: {'; '.join(problems)}")
+    return rec
+
+
+def validate(rec: dict) -> list[str]:
+    """Problems with a record's structure (empty when it follows the schema)."""
+    if not isinstance(rec, dict):
+        return ["not a JSON object"]
+    out = [f"missing key {k!r}" for k in REQUIRED_KEYS if k not in rec]
+    if rec.get("schema") != SCHEMA:
+        out.append(f"schema is {rec.get('schema')!r}, expected {SCHEMA!r}")
+    if rec.get("status") not in STATUSES:
+        out.append(f"status {rec.get('status')!r} not in {STATUSES}")
+    for e in rec.get("epochs") or []:
+        missing = [k for k in EPOCH_KEYS if k not in e]
+        if missing:
+            out.append(f"epoch entry lacks {missing}")
+            break
+    return out
+
+
+def _git(*args: str) -> str | None:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        r = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def git_state() -> dict:
+    """Commit of the qrnn checkout and whether tracked files differ from it."""
+    commit = _git("rev-parse", "HEAD")
+    dirty = None
+    if commit is not None:
+        status = _git("status", "--porcelain", "--untracked-files=no")
+        dirty = bool(status) if status is not None else None
+    return {"commit": commit, "dirty": dirty}
+
+
+def environment(device: torch.device | str, threads: int) -> dict:
+    import numpy
+
+    from . import __version__
+
+    dev = torch.device(device)
+    info = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "qrnn": __version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "threads": threads,
+        "git": git_state(),
+    }
+    with contextlib.suppress(Exception):
+        import librosa
+
+        info["librosa"] = librosa.__version__
+    return info

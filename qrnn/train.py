@@ -1,0 +1,628 @@
+"""Training and evaluation: one :class:`RunConfig` in, one run record out.
+
+``train(config)`` trains a language model (``ptb-char``, ``ptb-word``, ``text8``) or a
+spoken-digit classifier (``fsdd``), checkpoints every epoch (atomic writes), resumes a killed
+run exactly, stops a diverging run cleanly, and writes ``results/<run-id>/run.json``
+(schema in :mod:`qrnn.records`). The model tested is the best-validation one; evaluation
+always uses deterministic quantization.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import records
+from .layers import QuantRNNBase, _QuantIO, clip_shadow_
+from .models import CELLS, DigitClassifier, LanguageModel
+from .quantizers import SCHEMES, quantizer
+
+TASKS = ("ptb-char", "ptb-word", "text8", "fsdd")
+LM_TASKS = ("ptb-char", "ptb-word", "text8")
+# execution settings: they do not change what is computed, so they are not part of the run id
+EXECUTION_FIELDS = ("device", "threads")
+
+__all__ = ["TASKS", "RunConfig", "build_model", "evaluate", "load_model", "run_id", "train"]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one run. Defaults: a small PTB-char LSTM that trains on CPU."""
+
+    task: str = "ptb-char"  # ptb-char | ptb-word | text8 | fsdd
+    split: str = "standard"  # fsdd: standard (recordings 0-4 test) | speakers (held-out speakers)
+    cell: str = "lstm"  # rnn | gru | lstm
+    layers: int = 1  # stacked recurrent layers
+    hidden: int = 128  # units per layer (and direction)
+    embed: int = 0  # LM input: embedding size, 0 = one-hot
+    bidirectional: bool = False  # fsdd only
+    input_norm: str = "none"  # fsdd: none | batch (authors' BatchNorm on the layer input)
+    pool: str = "last"  # fsdd: last | mean (readout over time)
+    dropout: float = 0.0  # between layers and before the output layer
+    scheme: str = "float"  # float | binary | ternary | pow2-ternary | exponential
+    stochastic: bool = False  # sample stochastic rounding in training (eval: deterministic)
+    quantizer_options: dict = field(default_factory=dict)  # e.g. {"scale": "glorot"}
+    quantize_input: bool = True  # input-to-hidden matrices
+    quantize_recurrent: bool = True  # hidden-to-hidden matrices
+    quantize_bias: bool = True  # biases (the authors quantize them too)
+    quantize_io: bool = False  # also the embedding and output layers (authors: no)
+    clip_shadow: str = "auto"  # auto (binary/ternary/pow2: yes) | on | off: BinaryConnect clip
+    optimizer: str = "adam"  # adam | sgd
+    lr: float = 2e-3  # initial learning rate
+    weight_decay: float = 0.0  # L2 on the shadow weights
+    lr_decay: float = 0.5  # multiply the lr by this when validation stops improving
+    lr_patience: int = 0  # epochs without improvement before decaying
+    min_lr: float = 1e-5  # floor for the decayed lr
+    early_stop: int = 3  # stop after this many epochs without improvement (0: never)
+    clip_grad: float = 1.0  # gradient-norm clipping (0: off)
+    epochs: int = 10  # maximum epochs
+    bptt: int = 100  # LM: truncated-BPTT window
+    batch_size: int = 64  # LM: parallel streams; fsdd: recordings per batch
+    train_limit: int = 0  # use only the first N training symbols (LM) / recordings (fsdd); 0: all
+    eval_limit: int = 0  # same for validation and test (for smoke runs); 0: all
+    diverge_factor: float = 2.0  # diverged if a loss exceeds this x the uniform-guess loss
+    seed: int = 0  # derives every generator: init, data order, stochastic rounding, dropout
+    device: str = "auto"  # auto (cuda if present) | cpu | cuda | cuda:N
+    threads: int = 0  # torch intra-op threads on CPU (0: torch's default)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the bad field and what is allowed."""
+
+        def choice(name: str, allowed) -> None:
+            v = getattr(self, name)
+            if v not in allowed:
+                raise ValueError(f"{name}={v!r} is not allowed; choose one of {', '.join(allowed)}")
+
+        def at_least(name: str, lo, integer: bool = True) -> None:
+            v = getattr(self, name)
+            ok = isinstance(v, int) if integer else isinstance(v, int | float)
+            if isinstance(v, bool) or not ok or v < lo or (not integer and not math.isfinite(v)):
+                kind = "an integer" if integer else "a number"
+                raise ValueError(f"{name}={v!r} is not allowed; it must be {kind} >= {lo}")
+
+        choice("task", TASKS)
+        choice("split", ("standard", "speakers"))
+        choice("cell", tuple(CELLS))
+        choice("scheme", SCHEMES)
+        choice("input_norm", ("none", "batch"))
+        choice("pool", ("last", "mean"))
+        choice("clip_shadow", ("auto", "on", "off"))
+        choice("optimizer", ("adam", "sgd"))
+        for name in ("layers", "hidden", "epochs", "bptt", "batch_size"):
+            at_least(name, 1)
+        for name in ("embed", "lr_patience", "early_stop", "train_limit", "eval_limit", "seed"):
+            at_least(name, 0)
+        at_least("threads", 0)
+        for name in ("weight_decay", "min_lr", "clip_grad"):
+            at_least(name, 0, integer=False)
+        at_least("diverge_factor", 1, integer=False)
+        if not (isinstance(self.lr, int | float) and 0 < self.lr < 10):
+            raise ValueError(f"lr={self.lr!r} is not allowed; it must be a number in (0, 10)")
+        if not (isinstance(self.lr_decay, int | float) and 0 < self.lr_decay <= 1):
+            raise ValueError(f"lr_decay={self.lr_decay!r} is not allowed; it must be in (0, 1]")
+        if not (isinstance(self.dropout, int | float) and 0 <= self.dropout < 1):
+            raise ValueError(f"dropout={self.dropout!r} is not allowed; it must be in [0, 1)")
+        if not isinstance(self.quantizer_options, dict):
+            raise ValueError(f"quantizer_options must be a dict, got {self.quantizer_options!r}")
+        quantizer(self.scheme, **self.quantizer_options)  # raises on unknown options
+        if self.stochastic and self.scheme == "float":
+            raise ValueError("stochastic=True is not allowed with scheme='float'")
+        if self.bidirectional and self.task != "fsdd":
+            raise ValueError("bidirectional=True is only allowed for task 'fsdd'")
+        if not (self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:")):
+            raise ValueError(f"device={self.device!r} is not allowed; use auto, cpu, cuda, cuda:N")
+        for name in ("bidirectional", "stochastic", "quantize_input", "quantize_recurrent"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+
+    # ------------------------------------------------------------------ identity
+    def resolved(self) -> dict:
+        """Every field, quantizer options filled with their defaults (what the run id hashes)."""
+        d = asdict(self)
+        d["quantizer_options"] = dict(quantizer(self.scheme, **self.quantizer_options).options)
+        return d
+
+    @property
+    def metric_name(self) -> str:
+        return {"ptb-char": "bpc", "text8": "bpc", "ptb-word": "perplexity"}.get(self.task, "error")
+
+    def clips_shadow(self) -> bool:
+        if self.clip_shadow == "auto":
+            return self.scheme in ("binary", "ternary", "pow2-ternary")
+        return self.clip_shadow == "on"
+
+
+def config_from_dict(d: dict) -> RunConfig:
+    """Build a config from a (possibly resolved) dict; unknown keys are an error."""
+    names = {f.name for f in dataclasses.fields(RunConfig)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"unknown config field(s) {', '.join(unknown)}; known: {sorted(names)}")
+    return RunConfig(**d)
+
+
+def run_id(cfg: RunConfig) -> str:
+    """Stable id: readable prefix + sha256 of the resolved config (seed included; device and
+    thread count excluded, since they do not define the experiment)."""
+    d = {k: v for k, v in cfg.resolved().items() if k not in EXECUTION_FIELDS}
+    digest = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+    mode = "-stoch" if cfg.stochastic else ""
+    return f"{cfg.task}_{cfg.cell}_{cfg.scheme}{mode}_{digest}"
+
+
+def derive_seeds(seed: int) -> dict[str, int]:
+    """Independent seeds for init (and dropout), data order and stochastic rounding."""
+    init, data, quant = np.random.SeedSequence(seed).generate_state(3)
+    return {"seed": seed, "init": int(init), "data": int(data), "quant": int(quant)}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r} requested but CUDA is not available; use auto or cpu")
+    return dev
+
+
+# ---------------------------------------------------------------------------- data and model
+@dataclass
+class _Data:
+    train: Any
+    valid: Any
+    test: Any
+    size: int  # vocabulary size (LM) or feature count (fsdd)
+    stats: dict
+
+
+def load_data(cfg: RunConfig, data_root=None, progress: bool = True) -> _Data:
+    from . import data as qdata
+
+    if cfg.task in LM_TASKS:
+        corpus = qdata.load_text(cfg.task, root=data_root, progress=progress)
+        tr, va, te = corpus.train, corpus.valid, corpus.test
+        if cfg.train_limit:
+            tr = tr[: cfg.train_limit]
+        if cfg.eval_limit:
+            va, te = va[: cfg.eval_limit], te[: cfg.eval_limit]
+        for name, s in (("train", tr), ("valid", va), ("test", te)):
+            if qdata.num_lm_batches(len(s), cfg.batch_size, cfg.bptt) == 0:
+                raise ValueError(
+                    f"the {name} stream ({len(s)} symbols) is too short for batch_size="
+                    f"{cfg.batch_size}; raise train_limit/eval_limit or lower batch_size"
+                )
+        stats = corpus.stats()
+        stats["used_sizes"] = {"train": len(tr), "valid": len(va), "test": len(te)}
+        return _Data(tr, va, te, len(corpus.vocab), stats)
+    sd = qdata.load_fsdd(split=cfg.split, root=data_root, progress=progress)
+    tr, va, te = sd.train, sd.valid, sd.test
+    if cfg.train_limit:
+        tr = _subset(tr, cfg.train_limit)
+    if cfg.eval_limit:
+        va, te = _subset(va, cfg.eval_limit), _subset(te, cfg.eval_limit)
+    stats = sd.stats()
+    stats["used_sizes"] = {"train": len(tr), "valid": len(va), "test": len(te)}
+    return _Data(tr, va, te, sd.n_features, stats)
+
+
+def _subset(split, n: int):
+    return dataclasses.replace(
+        split,
+        features=split.features[:n],
+        labels=split.labels[:n],
+        speakers=split.speakers[:n],
+        names=split.names[:n],
+    )
+
+
+def build_model(cfg: RunConfig, size: int) -> nn.Module:
+    """The model of ``cfg`` for a vocabulary (LM) or feature count (fsdd) of ``size``."""
+    quant = dict(
+        scheme=cfg.scheme,
+        stochastic=cfg.stochastic,
+        quantizer_options=cfg.quantizer_options,
+        quantize_input=cfg.quantize_input,
+        quantize_recurrent=cfg.quantize_recurrent,
+        quantize_bias=cfg.quantize_bias,
+    )
+    common = dict(cell=cfg.cell, hidden=cfg.hidden, layers=cfg.layers, dropout=cfg.dropout)
+    if cfg.task in LM_TASKS:
+        return LanguageModel(size, embed=cfg.embed, quantize_io=cfg.quantize_io, **common, **quant)
+    return DigitClassifier(
+        size,
+        bidirectional=cfg.bidirectional,
+        input_norm=cfg.input_norm,
+        pool=cfg.pool,
+        quantize_io=cfg.quantize_io,
+        **common,
+        **quant,
+    )
+
+
+def model_summary(model: nn.Module, size: int) -> dict:
+    """Parameter count and the storage of every tensor (bits per weight after quantization)."""
+    tensors, total_bits, fp32_bits = {}, 0, 0
+    for mod_name, mod in model.named_modules():
+        for p_name, p in mod.named_parameters(recurse=False):
+            name = f"{mod_name}.{p_name}" if mod_name else p_name
+            if isinstance(mod, QuantRNNBase):
+                quantized = mod.is_quantized(p_name)
+            else:
+                quantized = (
+                    isinstance(mod, _QuantIO)
+                    and p_name == "weight"
+                    and (mod.quantizer.name != "float")
+                )
+            bits = mod.quantizer.bits if quantized else 32
+            tensors[name] = {
+                "shape": list(p.shape),
+                "scheme": mod.quantizer.name if quantized else "float",
+                "bits": bits,
+                "quantized": quantized,
+            }
+            total_bits += bits * p.numel()
+            fp32_bits += 32 * p.numel()
+    return {
+        "input_size": size,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "tensors": tensors,
+        "storage_bits": total_bits,
+        "fp32_bits": fp32_bits,
+    }
+
+
+# ---------------------------------------------------------------------------- epochs
+def _detach(state):
+    if state is None:
+        return None
+    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+
+class Diverged(Exception):
+    def __init__(self, reason: str, batch: int | None = None):
+        super().__init__(reason)
+        self.reason, self.batch = reason, batch
+
+
+def _lm_epoch(model, stream, cfg, device, opt=None, progress=None, callback=None, epoch=0):
+    """Mean loss (nats per symbol) over one pass; trains when ``opt`` is given."""
+    from .data import lm_batches
+
+    training = opt is not None
+    model.train(training)
+    total, count, state = 0.0, 0, None
+    batches = lm_batches(stream, cfg.batch_size, cfg.bptt)
+    with torch.set_grad_enabled(training):
+        for i, (x, y) in enumerate(batches):
+            x, y = x.to(device), y.to(device)  # (T, B)
+            logits, state = model(x, _detach(state))
+            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+            if training:
+                _step(model, loss, opt, cfg, i)
+                if progress is not None:
+                    progress.update(1)
+                    progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+                if callback is not None:
+                    callback(epoch, i)
+            total += loss.item() * y.numel()
+            count += y.numel()
+    return total / count, None
+
+
+def _speech_epoch(
+    model, split, cfg, device, opt=None, progress=None, callback=None, epoch=0, generator=None
+):
+    """Mean loss (nats per recording) and accuracy over one pass."""
+    from .data import speech_batches
+
+    training = opt is not None
+    model.train(training)
+    total, correct, count = 0.0, 0, 0
+    batches = speech_batches(split, cfg.batch_size, shuffle=training, generator=generator)
+    with torch.set_grad_enabled(training):
+        for i, (x, lengths, y) in enumerate(batches):
+            x, y = x.to(device), y.to(device)  # (B, T, F), (B,)
+            logits = model(x, lengths)  # (B, 10)
+            loss = nn.functional.cross_entropy(logits, y)
+            if training:
+                _step(model, loss, opt, cfg, i)
+                if progress is not None:
+                    progress.update(1)
+                    progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+                if callback is not None:
+                    callback(epoch, i)
+            total += loss.item() * len(y)
+            correct += int((logits.argmax(-1) == y).sum())
+            count += len(y)
+    return total / count, correct / count
+
+
+def _step(model, loss, opt, cfg, i) -> None:
+    if not torch.isfinite(loss):
+        raise Diverged(f"non-finite training loss ({loss.item()})", batch=i)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.clip_grad:
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+    opt.step()
+    if cfg.clips_shadow():
+        clip_shadow_(model)
+
+
+def evaluate(model, split, cfg: RunConfig, device=None) -> dict:
+    """``{"loss", "metric"[, "accuracy"]}`` of ``model`` on one split (deterministic weights)."""
+    device = device or next(model.parameters()).device
+    if cfg.task in LM_TASKS:
+        loss, _ = _lm_epoch(model, split, cfg, device)
+        return {"loss": loss, "metric": _lm_metric(cfg, loss)}
+    loss, acc = _speech_epoch(model, split, cfg, device)
+    return {"loss": loss, "metric": 1.0 - acc, "accuracy": acc}
+
+
+def _lm_metric(cfg, loss: float) -> float:
+    if cfg.task == "ptb-word":
+        return math.exp(min(loss, 700.0))
+    return loss / math.log(2)  # bits per character
+
+
+def uniform_loss(cfg: RunConfig, size: int) -> float:
+    """Cross-entropy of uniform guessing: log V (LM) or log 10 (digits)."""
+    return math.log(size if cfg.task in LM_TASKS else 10)
+
+
+# ---------------------------------------------------------------------------- the run
+def _rng_state(gens: dict[str, torch.Generator]) -> dict:
+    st = {"torch": torch.get_rng_state(), **{k: g.get_state() for k, g in gens.items()}}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_state(st: dict, gens: dict[str, torch.Generator]) -> None:
+    torch.set_rng_state(st["torch"])
+    for k, g in gens.items():
+        g.set_state(st[k])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def train(
+    cfg: RunConfig,
+    results_dir: str | Path = "results",
+    *,
+    quiet: bool = False,
+    invocation: Any = None,
+    force: bool = False,
+    data_root: str | None = None,
+    callback: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Train ``cfg`` and return its run record (also written to ``results_dir/<run-id>/``).
+
+    A completed or diverged record with the same id is returned as is (``force=True`` redoes
+    it). A run interrupted at any point resumes from its last epoch checkpoint and ends with
+    the same metrics as an uninterrupted run (CPU). A diverging run stops cleanly with
+    ``status="diverged"``; any other exception is recorded as ``status="failed"`` and re-raised.
+    ``callback(epoch, batch)`` runs after every training batch (progress hooks, tests).
+    """
+    rid = run_id(cfg)
+    run_dir = Path(results_dir) / rid
+    rec_path, ckpt_path, best_path = (
+        run_dir / "run.json",
+        run_dir / "checkpoint.pt",
+        run_dir / "model.pt",
+    )
+    if rec_path.exists() and not force:
+        with contextlib.suppress(ValueError, FileNotFoundError):
+            old = records.load_record(rec_path)
+            if old["status"] in ("completed", "diverged") and old["config"] == cfg.resolved():
+                return old
+    if force:
+        for p in (ckpt_path, best_path):
+            p.unlink(missing_ok=True)
+
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seeds = derive_seeds(cfg.seed)
+    t_load = time.perf_counter()
+    data = load_data(cfg, data_root, progress=not quiet)
+    load_s = time.perf_counter() - t_load
+
+    torch.manual_seed(seeds["init"])  # init and dropout
+    model = build_model(cfg, data.size).to(device)
+    quant_gen = torch.Generator(device=device).manual_seed(seeds["quant"])
+    data_gen = torch.Generator().manual_seed(seeds["data"])
+    for m in model.modules():
+        if isinstance(m, QuantRNNBase | _QuantIO):
+            m.generator = quant_gen
+    if cfg.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min", factor=cfg.lr_decay, patience=cfg.lr_patience, min_lr=cfg.min_lr
+    )
+    gens = {"quant": quant_gen, "data": data_gen}
+
+    rec = {
+        "schema": records.SCHEMA,
+        "run_id": rid,
+        "status": "running",
+        "config": cfg.resolved(),
+        "metric": {"name": cfg.metric_name, "lower_is_better": True},
+        "epochs": [],
+        "best_epoch": None,
+        "test": None,
+        "diverged": None,
+        "error": None,
+        "model": model_summary(model, data.size),
+        "seeds": seeds,
+        "environment": records.environment(device, torch.get_num_threads()),
+        "data": data.stats,
+        "invocation": invocation if invocation is not None else {"argv": sys.argv},
+        "started": records.now(),
+        "finished": None,
+        "wall_time_s": 0.0,
+        "data_load_s": load_s,
+        "uniform_loss": uniform_loss(cfg, data.size),
+    }
+    best_metric, stale, start_epoch = math.inf, 0, 1
+    if ckpt_path.exists():  # resume
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        _set_rng_state(ck["rng"], gens)
+        rec["epochs"], rec["best_epoch"] = ck["epochs"], ck["best_epoch"]
+        rec["started"], rec["wall_time_s"] = ck["started"], ck["wall_time_s"]
+        best_metric, stale, start_epoch = ck["best_metric"], ck["stale"], ck["epoch"] + 1
+        rec["resumed_from_epoch"] = ck["epoch"]
+    records.atomic_write_json(rec_path, rec)
+
+    run_epoch = _lm_epoch if cfg.task in LM_TASKS else _speech_epoch
+    extra = {} if cfg.task in LM_TASKS else {"generator": data_gen}
+    limit = rec["uniform_loss"] * cfg.diverge_factor
+    try:
+        from tqdm.auto import tqdm
+
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            if cfg.early_stop and stale >= cfg.early_stop:
+                break
+            t0 = time.perf_counter()
+            n_batches = _num_batches(cfg, data.train)
+            with tqdm(
+                total=n_batches,
+                desc=f"epoch {epoch}/{cfg.epochs}",
+                disable=quiet,
+                leave=False,
+                unit="batch",
+            ) as bar:
+                tr_loss, tr_acc = run_epoch(
+                    model, data.train, cfg, device, opt, bar, callback, epoch, **extra
+                )
+            valid = evaluate(model, data.valid, cfg, device)
+            lr = opt.param_groups[0]["lr"]
+            wall = time.perf_counter() - t0
+            entry = {
+                "epoch": epoch,
+                "train_loss": tr_loss,
+                "train_metric": _lm_metric(cfg, tr_loss) if tr_acc is None else 1.0 - tr_acc,
+                "valid_loss": valid["loss"],
+                "valid_metric": valid["metric"],
+                "lr": lr,
+                "wall_s": wall,
+            }
+            if "accuracy" in valid:
+                entry["valid_accuracy"] = valid["accuracy"]
+            rec["epochs"].append(entry)
+            rec["wall_time_s"] += wall
+            for what, value in (("training", tr_loss), ("validation", valid["loss"])):
+                if not math.isfinite(value) or value > limit:
+                    raise Diverged(
+                        f"{what} loss {value:.4g} above {cfg.diverge_factor} x uniform "
+                        f"({rec['uniform_loss']:.4g})"
+                    )
+            if valid["metric"] < best_metric:
+                best_metric, stale, rec["best_epoch"] = valid["metric"], 0, epoch
+                records.atomic_torch_save(best_path, model.state_dict())
+            else:
+                stale += 1
+            sched.step(valid["metric"])
+            records.atomic_torch_save(
+                ckpt_path,
+                {
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "rng": _rng_state(gens),
+                    "epochs": rec["epochs"],
+                    "best_epoch": rec["best_epoch"],
+                    "best_metric": best_metric,
+                    "stale": stale,
+                    "started": rec["started"],
+                    "wall_time_s": rec["wall_time_s"],
+                },
+            )
+            records.atomic_write_json(rec_path, rec)
+            if not quiet:
+                print(_epoch_line(cfg, entry), file=sys.stderr, flush=True)
+        model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
+        rec["test"] = evaluate(model, data.test, cfg, device)
+        rec["status"] = "completed"
+    except Diverged as d:
+        epoch_no = len(rec["epochs"]) + (0 if d.batch is None else 1)
+        rec["status"] = "diverged"
+        rec["diverged"] = {"epoch": epoch_no, "batch": d.batch, "reason": d.reason}
+    except Exception as e:
+        rec["status"] = "failed"
+        rec["error"] = f"{type(e).__name__}: {e}"
+        rec["finished"] = records.now()
+        records.atomic_write_json(rec_path, rec)
+        raise
+    rec["finished"] = records.now()
+    records.atomic_write_json(rec_path, rec)
+    ckpt_path.unlink(missing_ok=True)  # the record and the best weights remain
+    return rec
+
+
+def _num_batches(cfg, split) -> int:
+    from .data import num_lm_batches
+
+    if cfg.task in LM_TASKS:
+        return num_lm_batches(len(split), cfg.batch_size, cfg.bptt)
+    return math.ceil(len(split) / cfg.batch_size)
+
+
+def _epoch_line(cfg, e: dict) -> str:
+    name = cfg.metric_name
+    return (
+        f"epoch {e['epoch']:3d}  train {name} {e['train_metric']:.4f}  "
+        f"valid {name} {e['valid_metric']:.4f}  lr {e['lr']:.2g}  {e['wall_s']:.1f}s"
+    )
+
+
+def load_model(run: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
+    """The best-validation model of a run folder (``model.pt``) and its record, in eval mode."""
+    run = Path(run)
+    rec = records.load_record(run)
+    cfg = config_from_dict(rec["config"])
+    model = build_model(cfg, rec["model"]["input_size"])
+    weights = run / "model.pt"
+    if not weights.exists():
+        raise FileNotFoundError(f"{run} has no model.pt (status {rec['status']!r})")
+    model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
+    return model.to(device).eval(), rec
+
+
+def _field_help() -> dict[str, str]:
+    """The inline comment of every RunConfig field (one source of truth for --help)."""
+    import inspect
+    import re
+
+    out = {}
+    for line in inspect.getsource(RunConfig).splitlines():
+        m = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.*)$", line)
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out
+
+
+FIELD_HELP = _field_help()

@@ -1,0 +1,167 @@
+"""Training engine on the real data (tiny settings): determinism, resume, divergence, records."""
+
+import json
+
+import pytest
+
+from qrnn import records
+from qrnn.train import RunConfig, load_model, run_id, train
+
+TINY_LM = dict(
+    task="ptb-char", hidden=16, epochs=3, bptt=20, batch_size=8, train_limit=6000,
+    eval_limit=2000, threads=1,
+)  # fmt: skip
+TINY_FSDD = dict(
+    task="fsdd", cell="gru", hidden=16, epochs=3, batch_size=16, train_limit=120, eval_limit=40,
+    threads=1,
+)  # fmt: skip
+
+
+@pytest.fixture
+def data_env(mirror, session_cache, monkeypatch):
+    monkeypatch.setenv("QRNN_CACHE", str(session_cache))  # features computed once per session
+
+
+def _metrics(rec):
+    return [{k: v for k, v in e.items() if k != "wall_s"} for e in rec["epochs"]], rec["test"]
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {**TINY_LM, "scheme": "ternary", "stochastic": True},
+        {**TINY_FSDD, "scheme": "exponential", "stochastic": True, "input_norm": "batch"},
+    ],
+    ids=["ptb-char", "fsdd"],
+)
+def test_same_seed_gives_identical_metrics(data_env, tmp_path, kw):
+    cfg = RunConfig(**kw)
+    a = train(cfg, tmp_path / "a", quiet=True)
+    b = train(cfg, tmp_path / "b", quiet=True)
+    assert a["status"] == "completed"
+    assert _metrics(a) == _metrics(b)
+    c = train(RunConfig(**{**kw, "seed": 1}), tmp_path / "c", quiet=True)
+    assert _metrics(c) != _metrics(a)
+
+
+@pytest.mark.parametrize(
+    ("kw", "at"),
+    [
+        ({**TINY_LM, "scheme": "binary", "stochastic": True, "dropout": 0.1}, (2, 5)),
+        ({**TINY_FSDD, "scheme": "ternary", "stochastic": True}, (3, 2)),
+    ],
+    ids=["ptb-char", "fsdd"],
+)
+def test_killed_run_resumes_to_the_same_metrics(data_env, tmp_path, kw, at):
+    cfg = RunConfig(**kw)
+    whole = train(cfg, tmp_path / "whole", quiet=True)
+
+    def kill(epoch, batch):
+        if (epoch, batch) == at:
+            raise KeyboardInterrupt  # like Ctrl-C or a killed process: nothing is recorded
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "resumed", quiet=True, callback=kill)
+    run_dir = tmp_path / "resumed" / run_id(cfg)
+    assert (run_dir / "checkpoint.pt").exists()
+    partial = json.loads((run_dir / "run.json").read_text())
+    assert partial["status"] == "running" and len(partial["epochs"]) == at[0] - 1
+    resumed = train(cfg, tmp_path / "resumed", quiet=True)
+    assert resumed["resumed_from_epoch"] == at[0] - 1
+    assert _metrics(resumed) == _metrics(whole)
+    assert not (run_dir / "checkpoint.pt").exists()  # finished: only record + best weights
+
+
+def test_divergence_is_recorded_not_raised(data_env, tmp_path):
+    # binary weights with H = 1000 on the output layer blow the logits up: a real failure
+    cfg = RunConfig(**TINY_LM, scheme="binary", quantizer_options={"scale": 1000.0},
+                    quantize_io=True)  # fmt: skip
+    rec = train(cfg, tmp_path, quiet=True)
+    assert rec["status"] == "diverged"
+    assert rec["diverged"]["epoch"] == 1 and "uniform" in rec["diverged"]["reason"]
+    assert rec["test"] is None
+    assert records.load_record(tmp_path / rec["run_id"])["status"] == "diverged"
+    # a recorded result is not redone
+    calls = []
+    again = train(cfg, tmp_path, quiet=True, callback=lambda e, b: calls.append(b))
+    assert again == rec and calls == []
+
+
+def test_failure_is_recorded_then_raised(data_env, tmp_path):
+    cfg = RunConfig(**TINY_LM)
+
+    def boom(epoch, batch):
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        train(cfg, tmp_path, quiet=True, callback=boom)
+    rec = records.load_record(tmp_path / run_id(cfg))
+    assert rec["status"] == "failed" and "disk on fire" in rec["error"]
+
+
+def test_record_schema_and_contents(data_env, tmp_path):
+    cfg = RunConfig(**TINY_LM, scheme="pow2-ternary")
+    rec = train(cfg, tmp_path, quiet=True, invocation={"argv": ["test"]})
+    assert records.validate(rec) == []
+    on_disk = records.load_record(tmp_path / rec["run_id"])
+    assert on_disk == json.loads(json.dumps(rec))
+    assert rec["config"] == cfg.resolved()
+    assert rec["config"]["quantizer_options"] == {
+        "integer_bits": 0, "fractional_bits": 1, "clip": "grid"
+    }  # fmt: skip
+    assert rec["metric"]["name"] == "bpc"
+    assert len(rec["epochs"]) == 3 and rec["best_epoch"] in (1, 2, 3)
+    best = rec["epochs"][rec["best_epoch"] - 1]["valid_metric"]
+    assert best == min(e["valid_metric"] for e in rec["epochs"])
+    assert rec["test"]["metric"] == pytest.approx(rec["test"]["loss"] / 0.6931471805599453)
+    t = rec["model"]["tensors"]
+    assert t["rnn.weight_hh_l0"] == {"shape": [64, 16], "scheme": "pow2-ternary", "bits": 2,
+                                     "quantized": True}  # fmt: skip
+    assert t["out.weight"]["bits"] == 32  # output layer stays float by default
+    assert rec["data"]["vocab_size"] == 50 and rec["data"]["used_sizes"]["train"] == 6000
+    assert set(rec["seeds"]) == {"seed", "init", "data", "quant"}
+    env = rec["environment"]
+    assert env["torch"].startswith("2.13.0") and env["threads"] == 1
+    assert set(env["git"]) == {"commit", "dirty"}
+    assert rec["invocation"] == {"argv": ["test"]}
+    assert rec["wall_time_s"] > 0
+    # the saved best model reproduces the recorded test metric
+    from qrnn.train import evaluate, load_data
+
+    model, _ = load_model(tmp_path / rec["run_id"])
+    assert evaluate(model, load_data(cfg).test, cfg) == pytest.approx(rec["test"])
+
+
+def test_run_id_is_stable():
+    assert run_id(RunConfig()) == run_id(RunConfig(device="cpu", threads=2))  # execution only
+    assert run_id(RunConfig(scheme="ternary")) == run_id(
+        RunConfig(scheme="ternary", quantizer_options={"scale": "glorot"})
+    )  # defaults resolved
+    assert run_id(RunConfig(seed=1)) != run_id(RunConfig(seed=2))
+    assert run_id(RunConfig(scheme="binary", stochastic=True)).startswith(
+        "ptb-char_lstm_binary-stoch_"
+    )
+    # pinned: changing how ids are computed must be deliberate (old records would be redone)
+    assert run_id(RunConfig()) == PINNED_DEFAULT_ID
+
+
+PINNED_DEFAULT_ID = "ptb-char_lstm_float_049fde16d166"
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"task": "imagenet"}, "task='imagenet' is not allowed; choose one of ptb-char"),
+        ({"cell": "tcn"}, "choose one of rnn, gru, lstm"),
+        ({"hidden": 0}, "hidden=0 is not allowed; it must be an integer >= 1"),
+        ({"lr": -1.0}, "lr=-1.0 is not allowed"),
+        ({"scheme": "float", "stochastic": True}, "stochastic=True is not allowed"),
+        ({"scheme": "binary", "quantizer_options": {"bits": 1}}, "unknown option"),
+        ({"bidirectional": True}, "only allowed for task 'fsdd'"),
+        ({"device": "tpu"}, "device='tpu' is not allowed"),
+        ({"dropout": 1.5}, "dropout=1.5 is not allowed"),
+    ],
+)
+def test_bad_config_is_a_clear_error(kw, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        RunConfig(**kw)
