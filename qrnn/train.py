@@ -315,12 +315,7 @@ def _lm_epoch(model, stream, cfg, device, opt=None, progress=None, callback=None
             logits, state = model(x, _detach(state))
             loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
             if training:
-                _step(model, loss, opt, cfg, i)
-                if progress is not None:
-                    progress.update(1)
-                    progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-                if callback is not None:
-                    callback(epoch, i)
+                _step(model, loss, opt, cfg, i, progress, callback, epoch)
             total += loss.item() * y.numel()
             count += y.numel()
     return total / count, None
@@ -342,19 +337,15 @@ def _speech_epoch(
             logits = model(x, lengths)  # (B, 10)
             loss = nn.functional.cross_entropy(logits, y)
             if training:
-                _step(model, loss, opt, cfg, i)
-                if progress is not None:
-                    progress.update(1)
-                    progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-                if callback is not None:
-                    callback(epoch, i)
+                _step(model, loss, opt, cfg, i, progress, callback, epoch)
             total += loss.item() * len(y)
             correct += int((logits.argmax(-1) == y).sum())
             count += len(y)
     return total / count, correct / count
 
 
-def _step(model, loss, opt, cfg, i) -> None:
+def _step(model, loss, opt, cfg, i, progress=None, callback=None, epoch=0) -> None:
+    """One optimizer step on the shadow weights (+ BinaryConnect clipping), then the hooks."""
     if not torch.isfinite(loss):
         raise Diverged(f"non-finite training loss ({loss.item()})", batch=i)
     opt.zero_grad(set_to_none=True)
@@ -364,6 +355,11 @@ def _step(model, loss, opt, cfg, i) -> None:
     opt.step()
     if cfg.clips_shadow():
         clip_shadow_(model)
+    if progress is not None:
+        progress.update(1)
+        progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    if callback is not None:
+        callback(epoch, i)
 
 
 def evaluate(model, split, cfg: RunConfig, device=None) -> dict:
