@@ -160,6 +160,41 @@ def _show(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def _study(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from . import study
+
+    try:
+        if args.study_command == "run":
+            outcomes = study.run_study(
+                args.profile, args.results, only=args.only, jobs=args.jobs,
+                executor=args.executor, scheduler=args.scheduler, data_root=args.data,
+                quiet=args.quiet,
+            )  # fmt: skip
+            counts: dict[str, int] = {}
+            for o in outcomes:
+                counts[o["status"]] = counts.get(o["status"], 0) + 1
+            print(f"{args.profile}: {len(outcomes)} runs: {json.dumps(counts)}")
+            return 0
+        if args.study_command == "status":
+            by = study.status(args.profile, args.results, args.only)
+            total = sum(len(v) for v in by.values())
+            finished = len(by["completed"]) + len(by["diverged"]) + len(by["failed"])
+            width = 30
+            filled = round(width * finished / total) if total else width
+            print(f"{args.profile} [{'#' * filled}{'.' * (width - filled)}] {finished}/{total}")
+            for name, ids in by.items():
+                print(f"  {name:10s} {len(ids)}")
+                if args.verbose and name in ("running", "failed", "diverged"):
+                    for rid in ids:
+                        print(f"      {rid}")
+            return 0
+        _, summary = study.summarize(args.profile, args.results, args.data)
+        print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        return 0
+    except ValueError as e:
+        parser.error(str(e))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="qrnn", description="Recurrent networks with limited numerical precision."
@@ -186,6 +221,40 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--results", default="results", help="where run ids are looked up")
     sh.add_argument("--json", action="store_true", help="print the whole record")
     sh.set_defaults(func=_show, subparser=sh)
+    st = sub.add_parser("study", help="run, watch and summarize the study grid")
+    stsub = st.add_subparsers(dest="study_command", required=True, metavar="STUDY_COMMAND")
+    for name, helptext in (
+        ("run", "run or resume a profile's grid (completed runs are skipped)"),
+        ("status", "done / running / failed / diverged counts"),
+        ("summarize", "write runs.csv and summary.csv from the run records"),
+    ):
+        sp = stsub.add_parser(name, help=helptext)
+        sp.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "paper"),
+                        help="grid size (default: cpu)")  # fmt: skip
+        sp.add_argument("--results", default="results", help="results folder")
+        sp.add_argument("--data", default=None, help="data mirror folder (default: $QRNN_DATA)")
+        if name != "summarize":
+            sp.add_argument(
+                "--only",
+                action="append",
+                metavar="KEY=V1,V2",
+                help="filter: experiment, task, cell, method or seed (repeatable)",
+            )
+        if name == "run":
+            sp.add_argument("--jobs", type=int, default=None, help="runs at a time (local)")
+            sp.add_argument(
+                "--executor",
+                choices=("local", "dask"),
+                default="local",
+                help="local processes or Dask distributed",
+            )
+            sp.add_argument(
+                "--scheduler", default=None, help="Dask scheduler address (default: a LocalCluster)"
+            )
+            sp.add_argument("--quiet", action="store_true", help="no progress bar")
+        if name == "status":
+            sp.add_argument("--verbose", "-v", action="store_true", help="list unfinished ids")
+        sp.set_defaults(func=_study, subparser=sp)
     return p
 
 

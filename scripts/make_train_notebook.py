@@ -22,6 +22,7 @@ def main() -> None:
         'results_dir = "results"  # run records: <results_dir>/<run-id>/run.json',
         "data_root = None  # data mirror folder (None: $QRNN_DATA)",
         "quiet = True  # no progress bars",
+        "histograms = True  # plot weight histograms of the best model",
     ]
     cells = [
         nbf.v4.new_markdown_cell(
@@ -61,7 +62,8 @@ def main() -> None:
             "if len(epochs):\n"
             "    long = epochs.melt('epoch', ['train_metric', 'valid_metric'], 'split', metric)\n"
             "    long['split'] = long['split'].str.replace('_metric', '')\n"
-            "    ax = sns.lineplot(data=long, x='epoch', y=metric, hue='split', marker='o')\n"
+            "    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=80)\n"
+            "    sns.lineplot(data=long, x='epoch', y=metric, hue='split', marker='o', ax=ax)\n"
             "    ax.set_title(record['run_id'])\n"
             "    plt.show()\n"
             "else:\n"
@@ -75,7 +77,7 @@ def main() -> None:
             "from pathlib import Path\n\n"
             "import torch\n\n"
             "run_dir = Path(results_dir) / record['run_id']\n"
-            "if (run_dir / 'model.pt').exists():\n"
+            "if histograms and (run_dir / 'model.pt').exists():\n"
             "    model, _ = load_model(run_dir)\n"
             "    q = model.rnn.quantized_parameters(False)\n"
             "    rows = []\n"

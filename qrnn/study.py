@@ -1,0 +1,451 @@
+"""The study: the paper's grid as data, profiles, a resumable parallel runner, and summaries.
+
+An *experiment* is a base configuration crossed with axes (task x cell x method x seed).
+A *profile* sizes every experiment for a machine: ``smoke`` (CI, minutes), ``cpu`` (the
+default; the whole grid with 3 seeds in about 3 hours on 2 cores), ``paper`` (paper-scale
+settings for a GPU; every choice is ours, since the paper's settings were not published).
+
+Each run executes ``notebooks/train.ipynb`` through papermill; the executed notebook is kept
+next to the run record in ``results/<profile>/runs/<run-id>/``. Runs whose record is complete
+(or diverged) are skipped, so an interrupted study resumes where it stopped. Runs execute in
+parallel through ``concurrent.futures`` (local) or Dask distributed (``executor="dask"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .train import RunConfig, run_id
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN_NOTEBOOK = ROOT / "notebooks" / "train.ipynb"
+
+# (label, scheme, stochastic). pow2-ternary is deterministic in the paper.
+METHODS: tuple[tuple[str, str, bool], ...] = (
+    ("float", "float", False),
+    ("binary-det", "binary", False),
+    ("binary-stoch", "binary", True),
+    ("ternary-det", "ternary", False),
+    ("ternary-stoch", "ternary", True),
+    ("pow2-ternary", "pow2-ternary", False),
+    ("exponential-det", "exponential", False),
+    ("exponential-stoch", "exponential", True),
+)
+# the stochastic methods of the overfitting experiment (claim 3); pow2 stochastic is our extension
+STOCHASTIC_METHODS = ("float", "binary-stoch", "ternary-stoch", "pow2-stoch", "exponential-stoch")
+_METHOD = {label: (scheme, stoch) for label, scheme, stoch in METHODS}
+_METHOD["pow2-stoch"] = ("pow2-ternary", True)
+
+# task label -> RunConfig fields
+TASKS: dict[str, dict[str, Any]] = {
+    "ptb-char": {"task": "ptb-char"},
+    "fsdd": {"task": "fsdd", "split": "standard"},
+    "fsdd-speakers": {"task": "fsdd", "split": "speakers"},
+}
+PROFILES = ("smoke", "cpu", "paper")
+CELLS = ("rnn", "gru", "lstm")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A base configuration per task crossed with cells, methods and seeds."""
+
+    name: str
+    tasks: dict[str, dict[str, Any]]  # task label -> RunConfig fields for that task
+    cells: tuple[str, ...] = CELLS
+    methods: tuple[str, ...] = tuple(m[0] for m in METHODS)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One cell of the grid."""
+
+    experiment: str
+    task: str  # task label (ptb-char, fsdd, fsdd-speakers)
+    cell: str
+    method: str
+    seed: int
+    config: RunConfig = field(compare=False)
+
+    @property
+    def run_id(self) -> str:
+        return run_id(self.config)
+
+    def labels(self) -> dict[str, Any]:
+        return {
+            "experiment": self.experiment,
+            "task": self.task,
+            "cell": self.cell,
+            "method": self.method,
+            "seed": self.seed,
+        }
+
+
+# ------------------------------------------------------------------------------ profiles
+def _lm(**kw) -> dict:
+    return {"task": "ptb-char", **kw}
+
+
+def experiments(profile: str) -> list[Experiment]:
+    """The experiments of a profile. Sizes are ours and documented here.
+
+    ``cpu`` sizing (measured on the 2-core machine, one thread per run, two runs at a time):
+    PTB-char uses the first 1M training characters (of 5.0M), hidden 128, BPTT 100, batch 64,
+    4 epochs, validated and tested on the full splits; spoken digits use hidden 64, 15 epochs.
+    The overfitting experiment trains an LSTM with 256 units for 20 epochs on the first 100k
+    characters so that float overfits (claim 3 needs that regime).
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    fsdd_common = {"batch_size": 32, "lr": 3e-3, "input_norm": "batch", "early_stop": 4}
+    if profile == "smoke":
+        lm = _lm(hidden=16, epochs=2, bptt=20, batch_size=8, train_limit=4000, eval_limit=2000)
+        sp = {**fsdd_common, "hidden": 8, "epochs": 2, "batch_size": 16, "train_limit": 64,
+              "eval_limit": 32}  # fmt: skip
+        return [
+            Experiment(
+                "main",
+                {"ptb-char": lm, "fsdd": {**TASKS["fsdd"], **sp}},
+                cells=("gru",),
+                methods=("float", "binary-det", "ternary-stoch"),
+                seeds=(0,),
+                description="the whole pipeline on tiny settings",
+            ),
+            Experiment(
+                "overfit",
+                {"ptb-char": {**lm, "epochs": 3, "early_stop": 0}},
+                cells=("lstm",),
+                methods=("float", "ternary-stoch"),
+                seeds=(0,),
+            ),
+        ]
+    if profile == "cpu":
+        lm = _lm(hidden=128, bptt=100, batch_size=64, epochs=4, train_limit=1_000_000)
+        sp = {**fsdd_common, "hidden": 64, "epochs": 15}
+        return [
+            Experiment(
+                "main",
+                {
+                    "ptb-char": lm,
+                    "fsdd": {**TASKS["fsdd"], **sp},
+                    "fsdd-speakers": {**TASKS["fsdd-speakers"], **sp},
+                },
+                description="task x cell x method x 3 seeds",
+            ),
+            Experiment(
+                "overfit",
+                {"ptb-char": _lm(hidden=256, epochs=20, train_limit=100_000, early_stop=0)},
+                cells=("lstm",),
+                methods=STOCHASTIC_METHODS,
+                description="small training text, big model: float overfits (claim 3)",
+            ),
+        ]
+    # paper: PTB-char 1 layer x 1000 units, BPTT 100, batch 64, Adam 2e-3 (our choices)
+    lm = _lm(hidden=1000, bptt=100, batch_size=64, epochs=30, lr=2e-3, early_stop=4)
+    sp = {**fsdd_common, "hidden": 256, "epochs": 40, "early_stop": 8}
+    return [
+        Experiment(
+            "main",
+            {
+                "ptb-char": lm,
+                "fsdd": {**TASKS["fsdd"], **sp},
+                "fsdd-speakers": {**TASKS["fsdd-speakers"], **sp},
+            },
+        ),
+        Experiment(
+            "overfit",
+            {"ptb-char": _lm(hidden=1000, epochs=40, train_limit=1_000_000, early_stop=0)},
+            cells=("lstm",),
+            methods=STOCHASTIC_METHODS,
+        ),
+    ]
+
+
+def parse_only(only: Iterable[str] | None) -> dict[str, set[str]]:
+    """``--only key=v1,v2`` filters (keys: experiment, task, cell, method, seed)."""
+    keys = ("experiment", "task", "cell", "method", "seed")
+    out: dict[str, set[str]] = {}
+    for item in only or ():
+        key, sep, values = item.partition("=")
+        if not sep or key not in keys or not values:
+            raise ValueError(
+                f"malformed filter {item!r}; use KEY=V1[,V2...] with KEY one of {', '.join(keys)}"
+            )
+        out.setdefault(key, set()).update(v for v in values.split(",") if v)
+    return out
+
+
+def grid(profile: str, only: Iterable[str] | None = None, threads: int = 1) -> list[Run]:
+    """Every run of ``profile`` (optionally filtered), in a fixed order."""
+    filters = parse_only(only)
+    exps = experiments(profile)
+    known = {
+        "experiment": {e.name for e in exps},
+        "task": {t for e in exps for t in e.tasks},
+        "cell": {c for e in exps for c in e.cells},
+        "method": {m for e in exps for m in e.methods},
+        "seed": {str(s) for e in exps for s in e.seeds},
+    }
+    for key, values in filters.items():
+        bad = sorted(values - known[key])
+        if bad:
+            raise ValueError(
+                f"--only {key}: unknown {', '.join(bad)}; the {profile} profile has "
+                f"{', '.join(sorted(known[key]))}"
+            )
+    runs = []
+    for e in exps:
+        for task, cell, method, seed in itertools.product(e.tasks, e.cells, e.methods, e.seeds):
+            labels = {"experiment": e.name, "task": task, "cell": cell, "method": method,
+                      "seed": str(seed)}  # fmt: skip
+            if any(labels[k] not in v for k, v in filters.items()):
+                continue
+            scheme, stochastic = _METHOD[method]
+            cfg = RunConfig(
+                **{**e.tasks[task], "cell": cell, "scheme": scheme, "stochastic": stochastic,
+                   "seed": seed, "threads": threads}
+            )  # fmt: skip
+            runs.append(Run(e.name, task, cell, method, seed, cfg))
+    return runs
+
+
+# ------------------------------------------------------------------------------ running
+def runs_dir(results: str | Path, profile: str) -> Path:
+    return Path(results) / profile / "runs"
+
+
+def record_status(run_dir: Path) -> str:
+    """pending | running | completed | diverged | failed, from the files of a run folder."""
+    rec = run_dir / "run.json"
+    if not rec.exists():
+        return "failed" if (run_dir / "error.txt").exists() else "pending"
+    try:
+        return json.loads(rec.read_text())["status"]
+    except (json.JSONDecodeError, KeyError):
+        return "failed"
+
+
+def execute_run(run: Run, results: str, data_root: str | None = None) -> dict:
+    """Execute one run through papermill (in this process or a Dask worker). Never raises."""
+    import papermill as pm
+
+    out_dir = Path(results)
+    run_dir = out_dir / run.run_id
+    status = record_status(run_dir)
+    if status in ("completed", "diverged"):
+        return {"run_id": run.run_id, "status": status, "skipped": True, "seconds": 0.0}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "error.txt").unlink(missing_ok=True)
+    params = {**dataclasses.asdict(run.config), "results_dir": str(out_dir.resolve()),
+              "data_root": data_root, "quiet": True, "histograms": False}  # fmt: skip
+    t0 = time.perf_counter()
+    try:
+        pm.execute_notebook(
+            str(TRAIN_NOTEBOOK), str(run_dir / "train.ipynb"), parameters=params,
+            cwd=str(ROOT), kernel_name="python3", progress_bar=False,
+        )  # fmt: skip
+    except Exception as e:  # recorded; the study goes on
+        msg = "".join(traceback.format_exception_only(type(e), e)).strip()
+        from .records import atomic_write_bytes
+
+        atomic_write_bytes(run_dir / "error.txt", msg[-4000:].encode())
+    return {
+        "run_id": run.run_id,
+        "status": record_status(run_dir),
+        "skipped": False,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def run_study(
+    profile: str = "cpu",
+    results: str | Path = "results",
+    *,
+    only: Iterable[str] | None = None,
+    jobs: int | None = None,
+    executor: str = "local",
+    scheduler: str | None = None,
+    data_root: str | None = None,
+    quiet: bool = False,
+    on_result: Callable[[Run, dict], None] | None = None,
+) -> list[dict]:
+    """Run (or resume) a profile's grid; returns one outcome per run, in grid order.
+
+    ``executor="local"``: ``jobs`` runs at a time (default: one per core; each run gets
+    ``cores // jobs`` threads: two 1-thread runs beat one 2-thread run on this CPU).
+    ``executor="dask"``: submit to the Dask scheduler at ``scheduler`` (``None`` starts a
+    ``LocalCluster``).
+    """
+    if executor not in ("local", "dask"):
+        raise ValueError(f"unknown executor {executor!r}; choose local or dask")
+    cores = os.cpu_count() or 1
+    if jobs is None:
+        jobs = cores if executor == "local" else 1
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    threads = max(1, cores // jobs)
+    runs = grid(profile, only, threads=threads)
+    # seed-major order: a complete grid for seed 0 arrives first if the study is cut short
+    order = sorted(range(len(runs)), key=lambda i: (runs[i].seed, i))
+    out = runs_dir(results, profile)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"results folder {out} is not writable: {e}") from e
+    _write_manifest(out.parent, profile, runs)
+    outcomes: dict[int, dict] = {}
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(runs), desc=f"study {profile}", unit="run", disable=quiet)
+
+    def done(i: int, res: dict) -> None:
+        outcomes[i] = res
+        bar.update(1)
+        bar.set_postfix_str(f"{res['status']}: {runs[i].run_id}", refresh=False)
+        if on_result is not None:
+            on_result(runs[i], res)
+
+    args = (str(out), data_root)
+    try:
+        if executor == "local":
+            from concurrent.futures import ThreadPoolExecutor, as_completed
+
+            # threads suffice: each run is its own papermill kernel process
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                futs = {pool.submit(execute_run, runs[i], *args): i for i in order}
+                try:
+                    for f in as_completed(futs):
+                        done(futs[f], f.result())
+                except BaseException:
+                    for f in futs:
+                        f.cancel()
+                    raise
+        else:
+            from dask.distributed import Client, LocalCluster, as_completed
+
+            cluster = LocalCluster(n_workers=jobs, threads_per_worker=1) if not scheduler else None
+            with Client(scheduler or cluster) as client:
+                futs = client.map(execute_run, [runs[i] for i in order], results=args[0],
+                                  data_root=data_root, pure=False)  # fmt: skip
+                index = {f.key: i for f, i in zip(futs, order, strict=True)}
+                for f in as_completed(futs):
+                    done(index[f.key], f.result())
+            if cluster is not None:
+                cluster.close()
+    finally:
+        bar.close()
+    return [outcomes[i] for i in sorted(outcomes)]
+
+
+def _write_manifest(folder: Path, profile: str, runs: list[Run]) -> None:
+    """``results/<profile>/grid.json``: run id -> labels (experiment, task, cell, ...)."""
+    from .records import atomic_write_json
+
+    path = folder / "grid.json"
+    grid_map = json.loads(path.read_text()) if path.exists() else {}
+    for r in runs:
+        grid_map[r.run_id] = r.labels()
+    atomic_write_json(path, dict(sorted(grid_map.items())))
+
+
+def status(profile: str, results: str | Path = "results", only=None) -> dict[str, list[str]]:
+    """Run ids by status (pending, running, completed, diverged, failed)."""
+    out = runs_dir(results, profile)
+    by: dict[str, list[str]] = {s: [] for s in ("pending", "running", "completed", "diverged",
+                                                "failed")}  # fmt: skip
+    for r in grid(profile, only):
+        by[record_status(out / r.run_id)].append(r.run_id)
+    return by
+
+
+# ------------------------------------------------------------------------------ summaries
+def unigram_baseline(task: str = "ptb-char", data_root: str | None = None) -> float:
+    """Bits per symbol on validation of the training text's symbol frequencies (PTB-char:
+    about 4.34 BPC; uniform guessing over 50 symbols gives log2(50) = 5.64)."""
+    import torch
+
+    from .data import load_text
+
+    corpus = load_text(task, root=data_root, progress=False)
+    counts = torch.bincount(corpus.train, minlength=len(corpus.vocab)).double() + 1.0  # add-one
+    logp = (counts / counts.sum()).log2()
+    return float(-logp[corpus.valid].mean())
+
+
+def collect(profile: str, results: str | Path = "results") -> list[dict]:
+    """One tidy row per recorded run of the profile (labels from ``grid.json``)."""
+    out = runs_dir(results, profile)
+    gpath = Path(results) / profile / "grid.json"
+    labels = json.loads(gpath.read_text()) if gpath.exists() else {}
+    rows = []
+    for rec_path in sorted(out.glob("*/run.json")):
+        rec = json.loads(rec_path.read_text())
+        lab = labels.get(rec["run_id"])
+        if lab is None:
+            continue
+        best = rec["epochs"][rec["best_epoch"] - 1] if rec["best_epoch"] else None
+        rows.append({
+            **lab,
+            "run_id": rec["run_id"],
+            "status": rec["status"],
+            "metric": rec["metric"]["name"],
+            "test": rec["test"]["metric"] if rec["test"] else math.nan,
+            "valid": best["valid_metric"] if best else math.nan,
+            "train": best["train_metric"] if best else math.nan,
+            "epochs": len(rec["epochs"]),
+            "best_epoch": rec["best_epoch"],
+            "wall_s": rec["wall_time_s"],
+        })  # fmt: skip
+    return rows
+
+
+def summarize(profile: str, results: str | Path = "results", data_root: str | None = None):
+    """Write ``runs.csv`` (one row per run) and ``summary.csv`` (mean +- std over seeds per
+    experiment, task, cell and method) under ``results/<profile>/``; return both frames."""
+    import pandas as pd
+
+    rows = collect(profile, results)
+    runs = pd.DataFrame(rows)
+    folder = Path(results) / profile
+    if runs.empty:
+        raise ValueError(f"no run records under {runs_dir(results, profile)}; run the study first")
+    baseline = {"bpc": unigram_baseline("ptb-char", data_root), "error": 0.9}
+    runs["baseline"] = runs["metric"].map(baseline)
+    runs["beats_baseline"] = runs["test"] < runs["baseline"]
+    keys = ["experiment", "task", "cell", "seed"]
+    float_ref = runs[runs["method"] == "float"].set_index(keys)["test"].rename("float_test")
+    runs = runs.join(float_ref, on=keys)
+    runs["gap_to_float"] = runs["test"] - runs["float_test"]
+    g = runs.groupby(["experiment", "task", "cell", "method"], sort=False)
+    summary = g.agg(
+        metric=("metric", "first"),
+        test_mean=("test", "mean"),
+        test_std=("test", "std"),
+        gap_mean=("gap_to_float", "mean"),
+        n=("run_id", "count"),
+        completed=("status", lambda s: int((s == "completed").sum())),
+        diverged=("status", lambda s: int((s == "diverged").sum())),
+        failed=("status", lambda s: int((s == "failed").sum())),
+        beats_baseline=("beats_baseline", "sum"),
+        wall_s_mean=("wall_s", "mean"),
+    ).reset_index()
+    from .records import atomic_write_bytes
+
+    atomic_write_bytes(folder / "runs.csv", runs.to_csv(index=False).encode())
+    atomic_write_bytes(folder / "summary.csv", summary.to_csv(index=False).encode())
+    return runs, summary
