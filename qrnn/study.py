@@ -415,8 +415,9 @@ def collect(profile: str, results: str | Path = "results") -> list[dict]:
 
 
 def summarize(profile: str, results: str | Path = "results", data_root: str | None = None):
-    """Write ``runs.csv`` (one row per run) and ``summary.csv`` (mean +- std over seeds per
-    experiment, task, cell and method) under ``results/<profile>/``; return both frames."""
+    """Write ``runs.csv`` (one row per run), ``summary.csv`` (mean +- std over seeds per
+    experiment, task, cell and method) and ``claims.csv`` (the paper's claims with verdicts)
+    under ``results/<profile>/``; return the runs and summary frames."""
     import pandas as pd
 
     rows = collect(profile, results)
@@ -448,4 +449,68 @@ def summarize(profile: str, results: str | Path = "results", data_root: str | No
 
     atomic_write_bytes(folder / "runs.csv", runs.to_csv(index=False).encode())
     atomic_write_bytes(folder / "summary.csv", summary.to_csv(index=False).encode())
+    table = pd.DataFrame(claims(runs, summary))
+    atomic_write_bytes(folder / "claims.csv", table.to_csv(index=False).encode())
     return runs, summary
+
+
+# ------------------------------------------------------------------------------ the paper's claims
+def _verdict(hits: int, total: int) -> str:
+    if total == 0:
+        return "not run"
+    return "reproduced" if hits == total else ("partly" if hits else "not reproduced")
+
+
+def claims(runs, summary) -> list[dict]:
+    """The paper's claims (../shared/PAPER.md) against the run records, each with a verdict
+    computed by a stated rule. ``runs``/``summary`` are the frames of :func:`summarize`."""
+    out = []
+    main = summary[
+        (summary["experiment"] == "main") & (summary["completed"] + summary["diverged"] > 0)
+    ]
+
+    def tol(metric: str) -> float:  # what counts as "similar": 0.05 BPC or 1 point of error
+        return 0.05 if metric == "bpc" else 0.01
+
+    binary = main[main["method"].str.startswith("binary")]
+    fails = binary[(binary["beats_baseline"] == 0) | (binary["diverged"] > 0)]
+    out.append({
+        "claim": "1. binarization (det. and stoch.) does not work for RNNs",
+        "rule": "every binary (task, cell) group misses the unigram/majority baseline or diverges",
+        "ours": f"{len(fails)} of {len(binary)} binary groups fail",
+        "verdict": _verdict(len(fails), len(binary)),
+    })  # fmt: skip
+    tern = main[main["method"].isin(["ternary-det", "ternary-stoch", "pow2-ternary"])]
+    ok = [r for _, r in tern.iterrows() if r["gap_mean"] <= tol(r["metric"])]
+    out.append({
+        "claim": "2. ternary and pow2-ternary give similar or better accuracy than float",
+        "rule": "mean test gap to float <= 0.05 BPC / 0.01 error, per (task, cell, method)",
+        "ours": f"{len(ok)} of {len(tern)} groups; median gap "
+        + ", ".join(f"{t}: {tern[tern['task'] == t]['gap_mean'].median():+.3f}"
+                    for t in sorted(tern["task"].unique())),
+        "verdict": _verdict(len(ok), len(tern)),
+    })  # fmt: skip
+    over = summary[summary["experiment"] == "overfit"]
+    if len(over):
+        fl = over[over["method"] == "float"]["test_mean"]
+        stoch = over[over["method"] != "float"]
+        best = stoch.loc[stoch["test_mean"].idxmin()] if len(stoch) else None
+        gain = float(fl.iloc[0] - best["test_mean"]) if best is not None and len(fl) else math.nan
+        out.append({
+            "claim": "3. on PTB-char the best stochastic model beats float by 0.133 BPC",
+            "rule": "best stochastic method's mean test BPC below float's (overfitting regime)",
+            "ours": f"best: {best['method']}, gain {gain:+.3f} BPC" if best is not None else "-",
+            "verdict": "not run" if math.isnan(gain) else
+            ("reproduced" if gain >= 0.133 else "partly" if gain > 0 else "not reproduced"),
+        })  # fmt: skip
+    digits = main[main["task"].str.startswith("fsdd")
+                  & main["method"].isin(["ternary-det", "ternary-stoch", "pow2-ternary",
+                                         "exponential-det", "exponential-stoch"])]  # fmt: skip
+    beat = digits[digits["gap_mean"] < 0]
+    out.append({
+        "claim": "4. on spoken digits ternary, pow2 and exponential quantization beat float",
+        "rule": "mean test error below float's, per (split, cell, method); FSDD for TIDIGITS",
+        "ours": f"{len(beat)} of {len(digits)} groups below float",
+        "verdict": _verdict(len(beat), len(digits)),
+    })  # fmt: skip
+    return out

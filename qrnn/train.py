@@ -47,7 +47,7 @@ class RunConfig:
     cell: str = "lstm"  # rnn | gru | lstm
     layers: int = 1  # stacked recurrent layers
     hidden: int = 128  # units per layer (and direction)
-    embed: int = 0  # LM input: embedding size, 0 = one-hot
+    embed: int = 0  # LM input: embedding size (0 means one-hot input)
     bidirectional: bool = False  # fsdd only
     input_norm: str = "none"  # fsdd: none | batch (authors' BatchNorm on the layer input)
     pool: str = "last"  # fsdd: last | mean (readout over time)

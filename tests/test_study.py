@@ -1,0 +1,131 @@
+"""The study: grid, profiles, the papermill runner (local and Dask), resume, summaries."""
+
+import json
+
+import pytest
+
+from qrnn import study
+from qrnn.cli import main
+
+
+@pytest.fixture
+def data_env(mirror, session_cache, monkeypatch):
+    monkeypatch.setenv("QRNN_CACHE", str(session_cache))
+
+
+def _metrics(results, profile="smoke"):
+    out = {}
+    for p in sorted((results / profile / "runs").glob("*/run.json")):
+        rec = json.loads(p.read_text())
+        out[rec["run_id"]] = (
+            [{k: v for k, v in e.items() if k != "wall_s"} for e in rec["epochs"]],
+            rec["test"],
+        )
+    return out
+
+
+def test_grids_cover_the_paper_design():
+    cpu = study.grid("cpu")
+    main_runs = [r for r in cpu if r.experiment == "main"]
+    assert len(main_runs) == 3 * 3 * 8 * 3  # task x cell x method x seed
+    assert {r.method for r in main_runs} == {m[0] for m in study.METHODS}
+    assert {r.config.split for r in main_runs if r.config.task == "fsdd"} == {
+        "standard",
+        "speakers",
+    }
+    overfit = [r for r in cpu if r.experiment == "overfit"]
+    assert {r.method for r in overfit} == set(study.STOCHASTIC_METHODS)
+    assert all(r.config.stochastic == (r.method != "float") for r in overfit)
+    assert len({r.run_id for r in cpu}) == len(cpu)  # every run distinct
+    paper = study.grid("paper", ["task=ptb-char", "experiment=main"])
+    assert {r.config.hidden for r in paper} == {1000}
+    assert all(r.config.bptt == 100 and r.config.batch_size == 64 for r in paper)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: study.grid("huge"), "unknown profile 'huge'; choose one of smoke, cpu, paper"),
+        (lambda: study.grid("cpu", ["task=imagenet"]), "--only task: unknown imagenet"),
+        (lambda: study.grid("cpu", ["cell"]), "malformed filter 'cell'"),
+        (lambda: study.grid("cpu", ["colour=red"]), "malformed filter 'colour=red'"),
+    ],
+)
+def test_bad_inputs_are_clear_errors(call, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        call()
+
+
+def test_unwritable_results_folder(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ValueError, match="not writable"):
+        study.run_study("smoke", blocker, only=["task=fsdd"], quiet=True)
+    with pytest.raises(SystemExit) as e:
+        main(["study", "run", "--profile", "smoke", "--results", str(blocker), "--quiet"])
+    assert e.value.code == 2
+
+
+def test_smoke_profile_end_to_end(data_env, tmp_path, capsys):
+    """grid -> papermill runs -> summary -> results notebook, as CI runs it."""
+    assert main(["study", "run", "--profile", "smoke", "--results", str(tmp_path), "--quiet"]) == 0
+    runs = study.grid("smoke")
+    for r in runs:
+        d = tmp_path / "smoke" / "runs" / r.run_id
+        assert json.loads((d / "run.json").read_text())["status"] == "completed"
+        assert (d / "train.ipynb").exists()  # the executed notebook is kept
+    capsys.readouterr()
+    assert main(["study", "status", "--profile", "smoke", "--results", str(tmp_path)]) == 0
+    assert f"{len(runs)}/{len(runs)}" in capsys.readouterr().out
+    frame, summary = study.summarize("smoke", tmp_path)
+    assert len(frame) == len(runs)
+    assert set(summary["method"]) == {"float", "binary-det", "ternary-stoch"}
+    assert (summary["n"] == 1).all()
+    assert (tmp_path / "smoke" / "summary.csv").exists()
+    floats = frame[frame["method"] == "float"]
+    assert (floats["gap_to_float"] == 0).all()
+    bpc = frame[frame["metric"] == "bpc"]
+    assert (bpc["baseline"].round(2) == 4.34).all()  # PTB-char unigram on validation
+    # a rerun does nothing: every record is recognized
+    outcomes = study.run_study("smoke", tmp_path, quiet=True)
+    assert all(o["skipped"] for o in outcomes)
+    # the results notebook renders the profile
+    import papermill as pm
+
+    pm.execute_notebook(
+        str(study.ROOT / "notebooks" / "results.ipynb"), str(tmp_path / "results.ipynb"),
+        parameters={"profile": "smoke", "results_dir": str(tmp_path)}, cwd=str(study.ROOT),
+        kernel_name="python3", progress_bar=False,
+    )  # fmt: skip
+
+
+ONLY = ["experiment=main", "task=fsdd", "method=float,ternary-stoch"]
+
+
+def test_interrupted_study_resumes_with_the_same_summary(data_env, tmp_path):
+    seen = []
+
+    def stop_after_first(run, outcome):
+        seen.append(run.run_id)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        study.run_study("smoke", tmp_path / "a", only=ONLY, jobs=1, quiet=True,
+                        on_result=stop_after_first)  # fmt: skip
+    outcomes = study.run_study("smoke", tmp_path / "a", only=ONLY, jobs=1, quiet=True)
+    skipped = {o["run_id"] for o in outcomes if o["skipped"]}
+    assert set(seen) <= skipped  # finished runs are not redone (a running one may finish)
+    study.run_study("smoke", tmp_path / "b", only=ONLY, jobs=1, quiet=True)
+    assert _metrics(tmp_path / "a") == _metrics(tmp_path / "b")
+    sa = study.summarize("smoke", tmp_path / "a")[1].drop(columns="wall_s_mean")
+    sb = study.summarize("smoke", tmp_path / "b")[1].drop(columns="wall_s_mean")
+    assert sa.equals(sb)
+
+
+def test_dask_executor_gives_the_same_records_as_local(data_env, tmp_path):
+    pytest.importorskip("distributed")
+    local = study.run_study("smoke", tmp_path / "local", only=ONLY, jobs=2, quiet=True)
+    dask = study.run_study("smoke", tmp_path / "dask", only=ONLY, jobs=2, executor="dask",
+                           quiet=True)  # fmt: skip
+    assert [o["status"] for o in dask] == [o["status"] for o in local] == ["completed"] * 2
+    assert _metrics(tmp_path / "dask") == _metrics(tmp_path / "local")
