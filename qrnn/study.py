@@ -248,7 +248,9 @@ def execute_run(run: Run, results: str, data_root: str | None = None) -> dict:
         return {"run_id": run.run_id, "status": status, "skipped": True, "seconds": 0.0}
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "error.txt").unlink(missing_ok=True)
-    params = {**dataclasses.asdict(run.config), "results_dir": str(out_dir.resolve()),
+    where = out_dir.resolve()  # relative to the notebook's cwd when inside the repository
+    where = where.relative_to(ROOT) if where.is_relative_to(ROOT) else where
+    params = {**dataclasses.asdict(run.config), "results_dir": str(where),
               "data_root": data_root, "quiet": True, "histograms": False}  # fmt: skip
     t0 = time.perf_counter()
     try:

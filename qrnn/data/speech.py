@@ -421,7 +421,7 @@ def load_fsdd(
     info = {
         "recordings": len(names),
         "recordings_sha256": manifest_sha,
-        "source": {"path": str(folder), "origin": origin},
+        "source": {"folder": RECORDINGS, "origin": origin},  # relative: no machine paths
         "features_origin": feat_origin,
         "seed": seed,
         "valid_fraction": valid_fraction,

@@ -122,7 +122,8 @@ def ptb_word_to_char(text: str) -> str:
 
 
 def _file_record(r: Resolved, **extra) -> dict:
-    return {"path": str(r.path), "origin": r.origin, "sha256": r.sha256, "bytes": r.size, **extra}
+    # no absolute path: records are shared across machines
+    return {"file": r.path.name, "origin": r.origin, "sha256": r.sha256, "bytes": r.size, **extra}
 
 
 def _parse_char_file(data: bytes, path: Path) -> np.ndarray:
