@@ -398,7 +398,7 @@ def collect(profile: str, results: str | Path = "results") -> list[dict]:
     for rec_path in sorted(out.glob("*/run.json")):
         rec = json.loads(rec_path.read_text())
         lab = labels.get(rec["run_id"])
-        if lab is None:
+        if lab is None or rec["status"] == "running":  # an unfinished run is not a result
             continue
         best = rec["epochs"][rec["best_epoch"] - 1] if rec["best_epoch"] else None
         rows.append({

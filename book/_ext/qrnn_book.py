@@ -2,6 +2,7 @@
 
 * MathJax 3 is served from the build (copied from the ``django-static-mathjax`` wheel, which
   ships MathJax 3.2.2 and needs no Django) instead of a CDN.
+* ``qrnn.js`` / ``qrnn.css`` (the interactive figures, a few KB) are added to every page.
 * Duplicate ``<script>`` entries (Jupyter Book 1.0.4 adds sphinx-thebe's inline script twice)
   are removed from every page.
 """
@@ -22,6 +23,8 @@ def _mathjax_source() -> Path:
 
 def _config_inited(app, config) -> None:
     config.mathjax_path = f"mathjax/{MATHJAX_ENTRY}"
+    static = str(Path(__file__).resolve().parent.parent / "_static")
+    config.html_static_path = [*config.html_static_path, static]
 
 
 def _copy_mathjax(app, exception) -> None:
@@ -49,4 +52,6 @@ def setup(app):
     app.connect("config-inited", _config_inited)
     app.connect("build-finished", _copy_mathjax)
     app.connect("html-page-context", _dedupe_scripts)
-    return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}
+    app.add_js_file("qrnn.js")
+    app.add_css_file("qrnn.css")
+    return {"version": "0.2", "parallel_read_safe": True, "parallel_write_safe": True}

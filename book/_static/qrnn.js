@@ -1,0 +1,273 @@
+/* qrnn book: small interactive figures that work offline in the static site (no kernel).
+ * A figure is <div class="qrnn-fig" data-kind="..." data-spec='JSON'>; this script renders it
+ * as SVG with plain DOM controls. The quantizers below mirror qrnn/quantizers.py. */
+"use strict";
+(function () {
+  const NS = "http://www.w3.org/2000/svg";
+  const COLORS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860",
+    "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd"];
+
+  function el(tag, attrs, parent) {
+    const e = tag === "svg" || parent instanceof SVGElement || ["g", "path", "line",
+      "circle", "text", "rect", "title", "polyline"].includes(tag)
+      ? document.createElementNS(NS, tag) : document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "text") e.textContent = v; else e.setAttribute(k, v);
+    }
+    if (parent) parent.appendChild(e);
+    return e;
+  }
+
+  function ticks(lo, hi, n) {
+    const span = hi - lo || 1, raw = span / n, mag = Math.pow(10, Math.floor(Math.log10(raw)));
+    const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => span / s <= n) || 10 * mag;
+    const out = [];
+    for (let t = Math.ceil(lo / step) * step; t <= hi + 1e-12; t += step) out.push(+t.toFixed(10));
+    return out;
+  }
+
+  /* chart(svg, {series: [{name, x, y, err?, mode: "line"|"points"|"step"}], xlabel, ylabel,
+   *             categories?: [..] (categorical x), hlines: [{y, label}]}) */
+  function chart(svg, spec) {
+    while (svg.firstChild) svg.removeChild(svg.firstChild);
+    const W = 640, H = 360, m = { l: 62, r: 150, t: 14, b: spec.categories ? 92 : 46 };
+    svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+    const cat = spec.categories;
+    const xs = [], ys = [];
+    for (const s of spec.series) {
+      s.x.forEach((v, i) => {
+        if (s.y[i] === null || !isFinite(s.y[i])) return;
+        xs.push(cat ? cat.indexOf(v) : v);
+        ys.push(s.y[i] - (s.err ? s.err[i] || 0 : 0), s.y[i] + (s.err ? s.err[i] || 0 : 0));
+      });
+    }
+    for (const h of spec.hlines || []) ys.push(h.y);
+    if (!xs.length) { el("text", { x: 20, y: 40, text: "no data yet" }, svg); return; }
+    let [x0, x1] = cat ? [-0.5, cat.length - 0.5] : [Math.min(...xs), Math.max(...xs)];
+    let [y0, y1] = [Math.min(...ys), Math.max(...ys)];
+    if (spec.ylim) [y0, y1] = spec.ylim;
+    const pad = (y1 - y0) * 0.06 || 0.5; y0 -= pad; y1 += pad;
+    const X = (v) => m.l + ((v - x0) / (x1 - x0 || 1)) * (W - m.l - m.r);
+    const Y = (v) => H - m.b - ((v - y0) / (y1 - y0)) * (H - m.t - m.b);
+    const g = el("g", { class: "axes" }, svg);
+    for (const t of ticks(y0, y1, 6)) {
+      el("line", { x1: m.l, x2: W - m.r, y1: Y(t), y2: Y(t), class: "grid" }, g);
+      el("text", { x: m.l - 6, y: Y(t) + 4, "text-anchor": "end", text: t }, g);
+    }
+    const xt = cat ? cat.map((_, i) => i) : ticks(x0, x1, 8);
+    for (const t of xt) {
+      const lab = cat ? cat[t] : t;
+      const tx = el("text", { x: X(t), y: H - m.b + 16, "text-anchor": cat ? "end" : "middle",
+        text: lab }, g);
+      if (cat) tx.setAttribute("transform", `rotate(-40 ${X(t)} ${H - m.b + 16})`);
+    }
+    el("text", { x: (m.l + W - m.r) / 2, y: H - 6, "text-anchor": "middle", text: spec.xlabel || "",
+      class: "label" }, g);
+    el("text", { x: 14, y: (m.t + H - m.b) / 2, "text-anchor": "middle", text: spec.ylabel || "",
+      class: "label", transform: `rotate(-90 14 ${(m.t + H - m.b) / 2})` }, g);
+    el("rect", { x: m.l, y: m.t, width: W - m.l - m.r, height: H - m.t - m.b, class: "frame" }, g);
+    for (const h of spec.hlines || []) {
+      el("line", { x1: m.l, x2: W - m.r, y1: Y(h.y), y2: Y(h.y), class: "hline" }, g);
+      el("text", { x: W - m.r - 4, y: Y(h.y) - 4, "text-anchor": "end", text: h.label,
+        class: "hlabel" }, g);
+    }
+    spec.series.forEach((s, k) => {
+      const color = s.color || COLORS[k % COLORS.length];
+      const sg = el("g", { class: "series", "data-name": s.name }, svg);
+      const pts = s.x.map((v, i) => [cat ? cat.indexOf(v) + (s.offset || 0) : v, s.y[i]])
+        .filter((p) => p[1] !== null && isFinite(p[1]));
+      if (s.mode === "points") {
+        pts.forEach(([px, py], i) => {
+          const e = s.err ? s.err[i] || 0 : 0;
+          if (e) el("line", { x1: X(px), x2: X(px), y1: Y(py - e), y2: Y(py + e), stroke: color,
+            "stroke-width": 2 }, sg);
+          const c = el("circle", { cx: X(px), cy: Y(py), r: s.r || 4.5, fill: color }, sg);
+          if (s.tips) el("title", { text: s.tips[i] }, c);
+        });
+      } else {
+        let d = "";
+        pts.forEach(([px, py], i) => {
+          const cmd = i ? "L" : "M";
+          if (s.mode === "step" && i) d += `L${X(px).toFixed(1)},${Y(pts[i - 1][1]).toFixed(1)}`;
+          d += `${cmd}${X(px).toFixed(1)},${Y(py).toFixed(1)}`;
+        });
+        el("path", { d, fill: "none", stroke: color, "stroke-width": s.width || 2,
+          "stroke-dasharray": s.dash || "none", class: "line" }, sg);
+      }
+      const ly = m.t + 14 + k * 18;
+      el("line", { x1: W - m.r + 10, x2: W - m.r + 28, y1: ly - 4, y2: ly - 4, stroke: color,
+        "stroke-width": 3 }, svg);
+      el("text", { x: W - m.r + 32, y: ly, text: s.name, class: "legend" }, svg);
+    });
+  }
+
+  /* ---- quantizers (same rules as qrnn/quantizers.py) ---- */
+  function quantize(method, w, o, u) {
+    // u: uniform sample in [0,1) for the stochastic variant, or null (deterministic)
+    const a = Math.abs(w);
+    if (method === "binary") {
+      const H = o.scale;
+      const up = u === null ? w >= 0 : u < Math.min(1, Math.max(0, (w / H + 1) / 2));
+      return up ? H : -H;
+    }
+    if (method === "ternary") {
+      const W0 = o.scale;
+      const keep = u === null ? a >= W0 / 2 : u < Math.min(1, a / W0);
+      return keep ? Math.sign(w) * W0 : 0;
+    }
+    if (method === "pow2-ternary") {
+      const step = Math.pow(2, -o.fbits), bound = Math.pow(2, o.ibits) - step;
+      const x = Math.min(bound, Math.max(-bound, w)) / step;
+      if (u === null) return Math.sign(x) * Math.floor(Math.abs(x) + 0.5) * step;
+      const lo = Math.floor(x);
+      return (lo + (u < x - lo ? 1 : 0)) * step;
+    }
+    // exponential
+    if (a === 0) return -Math.pow(2, o.min_exp);
+    const k = Math.floor(Math.log2(a)), p = a / Math.pow(2, k) - 1;
+    const up = u === null ? p > 0.5 : u < p;
+    const e = Math.min(o.max_exp, Math.max(o.min_exp, k + (up ? 1 : 0)));
+    return (w > 0 ? 1 : -1) * Math.pow(2, e);
+  }
+
+  function expected(method, w, o) {
+    // E[q(w)] for the stochastic variant, by exact two-point probabilities
+    const n = 400;
+    let s = 0;
+    for (let i = 0; i < n; i++) s += quantize(method, w, o, (i + 0.5) / n);
+    return s / n;
+  }
+
+  function mulberry32(seed) {
+    return function () {
+      let t = (seed += 0x6d2b79f5);
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  }
+
+  function quantizerFigure(div) {
+    const controls = el("div", { class: "qrnn-controls" }, div);
+    const svg = el("svg", { class: "qrnn-svg", role: "img",
+      "aria-label": "Quantizer q(w) against the shadow weight w" }, div);
+    const note = el("p", { class: "qrnn-note" }, div);
+    const state = { method: "ternary", scale: 0.5, fbits: 1, ibits: 0, min_exp: -4, max_exp: 1,
+      seed: 1 };
+    const sel = el("select", { "aria-label": "method", class: "qrnn-method" }, el("label",
+      { text: "method " }, controls));
+    for (const m of ["binary", "ternary", "pow2-ternary", "exponential"]) {
+      el("option", { value: m, text: m }, sel);
+    }
+    sel.value = state.method;
+    const scaleIn = el("input", { type: "range", min: "0.1", max: "1.5", step: "0.05",
+      value: state.scale, "aria-label": "scale H or W0", class: "qrnn-scale" },
+    el("label", { text: " H / W0 " }, controls));
+    const fIn = el("input", { type: "number", min: "1", max: "4", value: 1, class: "qrnn-fbits",
+      "aria-label": "fractional bits" }, el("label", { text: " fractional bits " }, controls));
+    const btn = el("button", { type: "button", text: "new stochastic sample",
+      class: "qrnn-resample" }, controls);
+    function draw() {
+      const o = state, w = [], det = [], mean = [], samp = [];
+      const rnd = mulberry32(o.seed);
+      for (let i = 0; i <= 240; i++) {
+        const x = -1.2 + (2.4 * i) / 240;
+        w.push(+x.toFixed(4));
+        det.push(quantize(o.method, x, o, null));
+        mean.push(expected(o.method, x, o));
+      }
+      const ws = [];
+      for (let i = 0; i <= 60; i++) {
+        const x = -1.2 + (2.4 * i) / 60;
+        ws.push(x);
+        samp.push(quantize(o.method, x, o, rnd()));
+      }
+      chart(svg, {
+        xlabel: "shadow weight w", ylabel: "q(w)",
+        series: [
+          { name: "deterministic", x: w, y: det, mode: "step" },
+          { name: "E[q(w)], stochastic", x: w, y: mean, dash: "5,4" },
+          { name: "one stochastic draw", x: ws, y: samp, mode: "points", r: 3 },
+        ],
+      });
+      const levels = Array.from(new Set(det.map((v) => +v.toPrecision(6)))).sort((a, b) => a - b);
+      note.textContent = `${o.method}: deterministic levels on this range: ${levels.join(", ")}`;
+    }
+    sel.addEventListener("change", () => { state.method = sel.value; draw(); });
+    scaleIn.addEventListener("input", () => { state.scale = +scaleIn.value; draw(); });
+    fIn.addEventListener("change", () => { state.fbits = Math.max(1, +fIn.value || 1); draw(); });
+    btn.addEventListener("click", () => { state.seed += 1; draw(); });
+    draw();
+  }
+
+  /* results: spec = {rows: [{task, cell, method, test_mean, test_std, n, diverged, metric}],
+   *                  baselines: {task: value}, methods: [...]} */
+  function resultsFigure(div, spec) {
+    const controls = el("div", { class: "qrnn-controls" }, div);
+    const svg = el("svg", { class: "qrnn-svg", role: "img",
+      "aria-label": "Test metric per method for the chosen task and cell" }, div);
+    const tasks = [...new Set(spec.rows.map((r) => r.task))];
+    const cells = [...new Set(spec.rows.map((r) => r.cell))];
+    const tSel = el("select", { "aria-label": "task", class: "qrnn-task" },
+      el("label", { text: "task " }, controls));
+    tasks.forEach((t) => el("option", { value: t, text: t }, tSel));
+    const cBox = el("span", {}, controls);
+    const checks = cells.map((c) => {
+      const lab = el("label", { text: ` ${c} ` }, cBox);
+      const cb = el("input", { type: "checkbox", value: c, checked: "checked",
+        "aria-label": c }, lab);
+      lab.insertBefore(cb, lab.firstChild);
+      return cb;
+    });
+    function draw() {
+      const task = tSel.value;
+      const rows = spec.rows.filter((r) => r.task === task);
+      const on = checks.filter((c) => c.checked).map((c) => c.value);
+      const series = on.map((cell, k) => {
+        const rs = spec.methods.map((m) => rows.find((r) => r.cell === cell && r.method === m));
+        return {
+          name: cell, mode: "points", x: spec.methods, offset: (k - (on.length - 1) / 2) * 0.18,
+          y: rs.map((r) => (r ? r.test_mean : null)), err: rs.map((r) => (r ? r.test_std || 0 : 0)),
+          tips: rs.map((r) => (r ? `${cell} ${r.method}: ${r.test_mean.toFixed(3)} ± ` +
+            `${(r.test_std || 0).toFixed(3)} (${r.n} runs, ${r.diverged} diverged)` : "")),
+          color: COLORS[cells.indexOf(cell)],
+        };
+      });
+      const metric = rows.length ? rows[0].metric : "";
+      chart(svg, { categories: spec.methods, series, ylabel: `test ${metric}`,
+        hlines: spec.baselines[task] !== undefined ?
+          [{ y: spec.baselines[task], label: "baseline" }] : [] });
+    }
+    tSel.addEventListener("change", draw);
+    checks.forEach((c) => c.addEventListener("change", draw));
+    draw();
+  }
+
+  /* lines: spec = {groups: {name: [{name, x, y}]}, xlabel, ylabel, select: "label"} */
+  function linesFigure(div, spec) {
+    const controls = el("div", { class: "qrnn-controls" }, div);
+    const svg = el("svg", { class: "qrnn-svg", role: "img", "aria-label": spec.alt || "" }, div);
+    const sel = el("select", { "aria-label": spec.select || "group", class: "qrnn-group" },
+      el("label", { text: (spec.select || "group") + " " }, controls));
+    Object.keys(spec.groups).forEach((g) => el("option", { value: g, text: g }, sel));
+    function draw() {
+      chart(svg, { xlabel: spec.xlabel, ylabel: spec.ylabel, series: spec.groups[sel.value],
+        hlines: spec.hlines || [] });
+    }
+    sel.addEventListener("change", draw);
+    draw();
+  }
+
+  const KINDS = { quantizer: quantizerFigure, results: resultsFigure, lines: linesFigure };
+  function init() {
+    document.querySelectorAll("div.qrnn-fig").forEach((div) => {
+      if (div.dataset.ready) return;
+      div.dataset.ready = "1";
+      const spec = div.dataset.spec ? JSON.parse(div.dataset.spec) : {};
+      KINDS[div.dataset.kind](div, spec);
+    });
+  }
+  window.qrnnQuantize = quantize;  // exposed for the browser test
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();
