@@ -41,7 +41,9 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
         return
     seen, unique = set(), []
     for js in scripts:
-        key = (str(js), getattr(js, "attributes", {}).get("body", ""))
+        # same file and attributes (inline body included), whatever the priority
+        attrs = getattr(js, "attributes", {}) or {}
+        key = (getattr(js, "filename", None) or "", tuple(sorted(attrs.items())))  # None == ""
         if key not in seen:
             seen.add(key)
             unique.append(js)
