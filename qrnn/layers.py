@@ -46,6 +46,11 @@ class QuantRNNBase(nn.RNNBase):
       quantized (input-to-hidden matrices, hidden-to-hidden matrices, biases; all on).
     * ``generator``: optional ``torch.Generator`` for the stochastic draws (settable later
       through the ``generator`` attribute), so runs repeat.
+    * ``weight_norm``: weight normalization of the (quantized) matrices, still on the fused
+      kernel: row ``i`` of ``W_q`` is used as ``g_i W_q[i] / ||W_q[i]||`` with a learned gain
+      ``g`` (parameters ``weight_ih_l0_gain`` ...; initialized to the initial row norms), which
+      removes the scale of binary weights (Salimans & Kingma 2016; Hou et al. 2019). Adds
+      parameters, so the ``state_dict`` then no longer matches ``torch.nn``.
     """
 
     def __init__(
@@ -58,6 +63,7 @@ class QuantRNNBase(nn.RNNBase):
         quantize_recurrent: bool = True,
         quantize_bias: bool = True,
         generator: torch.Generator | None = None,
+        weight_norm: bool = False,
         **kwargs: Any,
     ) -> None:
         if kwargs.get("proj_size", 0):
@@ -71,6 +77,13 @@ class QuantRNNBase(nn.RNNBase):
         self.quantize_recurrent = bool(quantize_recurrent)
         self.quantize_bias = bool(quantize_bias)
         self.generator = generator
+        self.weight_norm = bool(weight_norm)
+        if self.weight_norm:  # one gain per output row, initialized to the initial row norms
+            for name in self._flat_weights_names:
+                if name.startswith("weight"):
+                    w = getattr(self, name)
+                    gain = nn.Parameter(w.detach().norm(dim=1).clone())
+                    self.register_parameter(f"{name}_gain", gain)
 
     @property
     def scheme(self) -> str:
@@ -78,6 +91,8 @@ class QuantRNNBase(nn.RNNBase):
 
     def extra_repr(self) -> str:
         s = super().extra_repr() + f", scheme={self.scheme!r}"
+        if self.weight_norm:
+            s += ", weight_norm=True"
         if self.quantizer.options:
             s += f", quantizer_options={self.quantizer.options!r}"
         if self.stochastic:
@@ -123,6 +138,9 @@ class QuantRNNBase(nn.RNNBase):
             if self.is_quantized(name):
                 fan_in, fan_out = self.param_fans(name)
                 w = self.quantizer(w, stochastic, self.generator, fan_in=fan_in, fan_out=fan_out)
+            if self.weight_norm and name.startswith("weight"):
+                gain = getattr(self, f"{name}_gain")
+                w = w * (gain / w.norm(dim=1).clamp_min(1e-12)).unsqueeze(1)  # (G*H, I)
             out[name] = w
         return out
 
@@ -138,7 +156,7 @@ class QuantRNNBase(nn.RNNBase):
 
     def forward(self, input, hx=None):
         """Same contract as ``torch.nn``; runs the fused op on the quantized weights."""
-        if self.scheme == "float":
+        if self.scheme == "float" and not self.weight_norm:
             return super().forward(input, hx)
         # Refresh the cached flat list if the parameters were replaced, then swap in W_q;
         # super() is the torch.nn class (QuantLSTM's MRO: QuantRNNBase, nn.LSTM, nn.RNNBase).

@@ -34,6 +34,9 @@ TASKS = ("ptb-char", "ptb-word", "text8", "fsdd")
 LM_TASKS = ("ptb-char", "ptb-word", "text8")
 # execution settings: they do not change what is computed, so they are not part of the run id
 EXECUTION_FIELDS = ("device", "threads")
+# fields added after the first records: left out of the run id while at these defaults, so
+# the ids (and records) of earlier runs stay valid
+LATER_FIELDS = {"weight_norm": False}
 
 __all__ = ["TASKS", "RunConfig", "build_model", "evaluate", "load_model", "run_id", "train"]
 
@@ -59,6 +62,7 @@ class RunConfig:
     quantize_recurrent: bool = True  # hidden-to-hidden matrices
     quantize_bias: bool = True  # biases (the authors quantize them too)
     quantize_io: bool = False  # also the embedding and output layers (authors: no)
+    weight_norm: bool = False  # weight normalization of the quantized recurrent matrices
     clip_shadow: str = "auto"  # auto (binary/ternary/pow2: yes) | on | off: BinaryConnect clip
     optimizer: str = "adam"  # adam | sgd
     lr: float = 2e-3  # initial learning rate
@@ -128,7 +132,15 @@ class RunConfig:
             raise ValueError("bidirectional=True is only allowed for task 'fsdd'")
         if not (self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:")):
             raise ValueError(f"device={self.device!r} is not allowed; use auto, cpu, cuda, cuda:N")
-        for name in ("bidirectional", "stochastic", "quantize_input", "quantize_recurrent"):
+        for name in (
+            "bidirectional",
+            "stochastic",
+            "quantize_input",
+            "quantize_recurrent",
+            "quantize_bias",
+            "quantize_io",
+            "weight_norm",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
@@ -161,10 +173,20 @@ def config_from_dict(d: dict) -> RunConfig:
 def run_id(cfg: RunConfig) -> str:
     """Stable id: readable prefix + sha256 of the resolved config (seed included; device and
     thread count excluded, since they do not define the experiment)."""
-    d = {k: v for k, v in cfg.resolved().items() if k not in EXECUTION_FIELDS}
-    digest = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(json.dumps(identity(cfg.resolved()), sort_keys=True).encode())
+    digest = digest.hexdigest()[:12]
     mode = "-stoch" if cfg.stochastic else ""
     return f"{cfg.task}_{cfg.cell}_{cfg.scheme}{mode}_{digest}"
+
+
+def identity(resolved: dict) -> dict:
+    """What defines an experiment: the resolved config without execution settings and without
+    later-added fields at their defaults (see :data:`LATER_FIELDS`)."""
+    return {
+        k: v
+        for k, v in resolved.items()
+        if k not in EXECUTION_FIELDS and not (k in LATER_FIELDS and v == LATER_FIELDS[k])
+    }
 
 
 def derive_seeds(seed: int) -> dict[str, int]:
@@ -241,6 +263,7 @@ def build_model(cfg: RunConfig, size: int) -> nn.Module:
         quantize_input=cfg.quantize_input,
         quantize_recurrent=cfg.quantize_recurrent,
         quantize_bias=cfg.quantize_bias,
+        weight_norm=cfg.weight_norm,
     )
     common = dict(cell=cfg.cell, hidden=cfg.hidden, layers=cfg.layers, dropout=cfg.dropout)
     if cfg.task in LM_TASKS:
@@ -427,7 +450,8 @@ def train(
     if rec_path.exists() and not force:
         with contextlib.suppress(ValueError, FileNotFoundError):
             old = records.load_record(rec_path)
-            if old["status"] in ("completed", "diverged") and old["config"] == cfg.resolved():
+            same = identity(old["config"]) == identity(cfg.resolved())
+            if old["status"] in ("completed", "diverged") and same:
                 return old
     if force:
         for p in (ckpt_path, best_path):

@@ -211,3 +211,29 @@ def test_quantized_training_step_reduces_loss():
         qrnn.clip_shadow_(m)
         losses.append(loss.item())
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_weight_norm_rescales_quantized_rows_and_keeps_the_fused_kernel(cell):
+    m = _make(cell, "binary", weight_norm=True, num_layers=2)
+    m.eval()
+    names = [n for n in m._flat_weights_names if n.startswith("weight")]
+    assert {f"{n}_gain" for n in names} <= set(dict(m.named_parameters()))
+    q = m.quantized_parameters(False)
+    for n in names:
+        gain = getattr(m, f"{n}_gain")
+        # every row of W_q (all +-1) is rescaled to its gain: |w| = g / sqrt(fan_in)
+        assert torch.allclose(q[n].norm(dim=1), gain)
+        assert torch.allclose(
+            q[n].abs(), (gain / q[n].shape[1] ** 0.5).unsqueeze(1).expand_as(q[n])
+        )
+    x = torch.randn(6, 3, 5, dtype=torch.double)
+    assert _close(m(x), reference_forward(m, x))
+    m.train()
+    m(x)[0].sum().backward()
+    assert all(getattr(m, f"{n}_gain").grad.abs().sum() > 0 for n in names)
+    plain = _make(cell, "float", weight_norm=True)  # float + weight norm: same function at init
+    ref = _make(cell, "float")
+    x1 = torch.randn(4, 2, 5, dtype=torch.double)
+    # gains were computed in float32 at construction, hence the float32 tolerance
+    assert torch.allclose(plain(x1)[0], ref(x1)[0], atol=1e-6)
