@@ -43,6 +43,8 @@ METHODS: tuple[tuple[str, str, bool], ...] = (
 )
 # the stochastic methods of the overfitting experiment (claim 3); pow2 stochastic is our extension
 STOCHASTIC_METHODS = ("float", "binary-stoch", "ternary-stoch", "pow2-stoch", "exponential-stoch")
+# the normalization-rescue experiment (issue: Hou et al. 2019, Ardakani et al. 2019)
+NORMALIZATION_METHODS = ("float", "binary-det", "binary-stoch", "ternary-det", "ternary-stoch")
 _METHOD = {label: (scheme, stoch) for label, scheme, stoch in METHODS}
 _METHOD["pow2-stoch"] = ("pow2-ternary", True)
 
@@ -105,7 +107,9 @@ def experiments(profile: str) -> list[Experiment]:
     PTB-char uses the first 1M training characters (of 5.0M), hidden 128, BPTT 100, batch 64,
     4 epochs, validated and tested on the full splits; spoken digits use hidden 64, 15 epochs.
     The overfitting experiment trains an LSTM with 256 units for 20 epochs on the first 100k
-    characters so that float overfits (claim 3 needs that regime).
+    characters so that float overfits (claim 3 needs that regime). The normalization
+    experiment repeats the PTB-char and standard-split digit settings with weight
+    normalization for float, binary and ternary weights.
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
@@ -150,6 +154,16 @@ def experiments(profile: str) -> list[Experiment]:
                 cells=("lstm",),
                 methods=STOCHASTIC_METHODS,
                 description="small training text, big model: float overfits (claim 3)",
+            ),
+            Experiment(
+                "normalization",
+                {
+                    "ptb-char": {**lm, "weight_norm": True},
+                    "fsdd": {**TASKS["fsdd"], **sp, "weight_norm": True},
+                },
+                methods=NORMALIZATION_METHODS,
+                description="weight normalization of the quantized matrices (+ the authors' "
+                "input batch normalization on digits): does it rescue binary weights?",
             ),
         ]
     # paper: PTB-char 1 layer x 1000 units, BPTT 100, batch 64, Adam 2e-3 (our choices)
