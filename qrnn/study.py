@@ -2,7 +2,8 @@
 
 An *experiment* is a base configuration crossed with axes (task x cell x method x seed).
 A *profile* sizes every experiment for a machine: ``smoke`` (CI, minutes), ``cpu`` (the
-default; the whole grid with 3 seeds in about 3 hours on 2 cores), ``paper`` (paper-scale
+default; the main grid and the overfitting experiment with 3 seeds in about 3 hours on 2
+cores, the normalization experiment about one hour more), ``paper`` (paper-scale
 settings for a GPU; every choice is ours, since the paper's settings were not published).
 
 Each run executes ``notebooks/train.ipynb`` through papermill; the executed notebook is kept
