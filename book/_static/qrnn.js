@@ -74,10 +74,10 @@
     spec.series.forEach((s, k) => {
       const color = s.color || COLORS[k % COLORS.length];
       const sg = el("g", { class: "series", "data-name": s.name }, svg);
-      const pts = s.x.map((v, i) => [cat ? cat.indexOf(v) + (s.offset || 0) : v, s.y[i]])
+      const pts = s.x.map((v, i) => [cat ? cat.indexOf(v) + (s.offset || 0) : v, s.y[i], i])
         .filter((p) => p[1] !== null && isFinite(p[1]));
       if (s.mode === "points") {
-        pts.forEach(([px, py], i) => {
+        pts.forEach(([px, py, i]) => {
           const e = s.err ? s.err[i] || 0 : 0;
           if (e) el("line", { x1: X(px), x2: X(px), y1: Y(py - e), y2: Y(py + e), stroke: color,
             "stroke-width": 2 }, sg);
@@ -228,8 +228,9 @@
         return {
           name: cell, mode: "points", x: spec.methods, offset: (k - (on.length - 1) / 2) * 0.18,
           y: rs.map((r) => (r ? r.test_mean : null)), err: rs.map((r) => (r ? r.test_std || 0 : 0)),
-          tips: rs.map((r) => (r ? `${cell} ${r.method}: ${r.test_mean.toFixed(3)} ± ` +
-            `${(r.test_std || 0).toFixed(3)} (${r.n} runs, ${r.diverged} diverged)` : "")),
+          tips: rs.map((r) => (r && r.test_mean !== null ? `${cell} ${r.method}: ` +
+            `${r.test_mean.toFixed(3)} ± ${(r.test_std || 0).toFixed(3)} (${r.n} runs, ` +
+            `${r.diverged} diverged)` : "")),
           color: COLORS[cells.indexOf(cell)],
         };
       });
