@@ -96,6 +96,8 @@ def find_run(run: str, results: str | Path = "results") -> Path:
     p = Path(run)
     if (p / "run.json").is_file() or p.name == "run.json":
         return p if p.is_dir() else p.parent
+    if p.is_absolute() or p.exists():
+        raise FileNotFoundError(f"no run record in {p}")
     root = Path(results)
     hits = (
         sorted(d for d in root.glob(f"{run}*") if (d / "run.json").is_file())
@@ -221,6 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--results", default="results", help="where run ids are looked up")
     sh.add_argument("--json", action="store_true", help="print the whole record")
     sh.set_defaults(func=_show, subparser=sh)
+    from .export import add_cli
+
+    add_cli(sub)  # qrnn export RUN --out FILE
+
     st = sub.add_parser("study", help="run, watch and summarize the study grid")
     stsub = st.add_subparsers(dest="study_command", required=True, metavar="STUDY_COMMAND")
     for name, helptext in (

@@ -65,3 +65,17 @@ def test_bad_arguments_exit_2_with_a_message(argv, message, capsys):
         main(argv)
     assert e.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_export_subcommand_rejects_a_missing_run(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["export", str(tmp_path / "nope"), "--out", str(tmp_path / "m.npz")])
+    assert e.value.code == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_show_an_absolute_path_without_a_record(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["show", str(tmp_path)])
+    assert e.value.code == 2
+    assert "no run record" in capsys.readouterr().err

@@ -1,0 +1,565 @@
+"""Packed export of quantized models: integer codes at their true bit width.
+
+``pack_model(model, path)`` / ``export_run(run_dir, path)`` write a file; ``load_packed(path)``
+rebuilds the model (evaluation mode) whose outputs equal those of the trained model in
+evaluation mode. ``post_training_quantize(model, scheme, **options)`` quantizes a trained float
+model without retraining. ``add_cli(subparsers)`` registers ``qrnn export RUN --out FILE``.
+
+File format ``qrnn.packed``, version 1
+======================================
+
+An *uncompressed* numpy ``.npz`` (a ZIP archive of ``.npy`` members, stored, each member with
+its CRC-32) with these members:
+
+=============  ==================================================================================
+member         content
+=============  ==================================================================================
+``meta``       uint8: UTF-8 JSON, described below
+``codes``      uint8: the packed codes of every quantized tensor, one after another; each tensor
+               starts on a byte boundary
+``raw_<dt>``   one flat array per dtype (``raw_float32``, ``raw_int64``) holding every tensor
+               stored as is (unquantized weights, biases, BatchNorm buffers), one after another
+=============  ==================================================================================
+
+``meta`` keys: ``format`` (``"qrnn.packed"``), ``version`` (``1``), ``qrnn`` (writer version),
+``architecture`` (``{"family": "LanguageModel" | "DigitClassifier" | "QuantRNN" | "QuantGRU" |
+"QuantLSTM", "kwargs": {...}}``, the constructor arguments), ``source`` (run id, config, test
+result of the exported run, or null), ``blobs`` (``{member: {"nbytes", "sha256"}}``),
+``methods`` (list of ``{"scheme", "options" (resolved quantizer options), "bits"}``) and
+``tensors``: the ``state_dict`` in order, one entry each with ``name``, ``shape``, ``storage``
+(``"codes"`` or ``"raw_<dtype>"``), ``offset`` (bytes into ``codes``, elements into ``raw_*``),
+and for coded tensors ``method`` (index into ``methods``), ``nbytes`` and ``scale`` (H or W0
+as the exact float32 value; 1.0 for pow2-ternary and exponential).
+
+Bit packing: code ``i`` of a tensor (row-major order) occupies bits ``[i*b, (i+1)*b)`` of the
+tensor's byte string, least significant bit first; stream bit ``j`` is bit ``j % 8`` of byte
+``j // 8`` (numpy ``bitorder="little"``). Codes of ``b`` bits decode to float32 as follows:
+
+================  ======  ==========================================================================
+scheme            bits    code -> value
+================  ======  ==========================================================================
+binary            1       ``0 -> +s``, ``1 -> -s`` (the bit is the sign)
+ternary           2       two's-complement ``n`` in {-1, 0, 1}: ``n * s`` (code ``0b10``: invalid)
+pow2-ternary      m+f+1   two's-complement ``n``, ``|n| <= N``: ``n * 2^-f``; N = 2^(m+f) - 1 with
+                  (+1)    ``clip="grid"``, 2^(m+f) and one more bit with ``clip="paper"``
+exponential       1+E     top bit sign (1 = negative), low E bits ``u``: ``±2^(min_exp + u)``,
+                          ``u <= max_exp - min_exp``; E = ceil(log2(max_exp - min_exp + 1))
+================  ======  ==========================================================================
+
+Every decoded value equals the quantizer's float32 output exactly (the writer checks it), and
+the quantizers are idempotent on their own levels, so the rebuilt model (shadow weights = W_q)
+computes the same outputs. pow2-ternary's ``-0.0`` is stored as ``+0.0`` (equal values).
+Readers reject other formats, other versions, bad CRCs or checksums, truncated files, invalid
+codes, and tensors that do not fit the architecture, with :class:`PackedFormatError`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import math
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .layers import QuantRNNBase, _QuantIO
+from .models import CELLS, DigitClassifier, LanguageModel
+from .quantizers import Quantizer, quantizer
+
+FORMAT = "qrnn.packed"
+VERSION = 1
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "ArchitectureMismatch",
+    "PackedFormatError",
+    "add_cli",
+    "architecture",
+    "decode_codes",
+    "encode_codes",
+    "export_run",
+    "load_packed",
+    "pack_bits",
+    "pack_model",
+    "post_training_quantize",
+    "quantized_tensors",
+    "read_packed",
+    "size_report",
+    "unpack_bits",
+]
+
+
+class PackedFormatError(ValueError):
+    """The file is not a readable ``qrnn.packed`` file of a supported version."""
+
+
+class ArchitectureMismatch(PackedFormatError):
+    """The file's tensors do not fit the model they are loaded into."""
+
+
+# ---------------------------------------------------------------------------------- bit packing
+def pack_bits(codes: np.ndarray, bits: int) -> np.ndarray:
+    """Pack non-negative integer ``codes`` (< 2^bits) into uint8, LSB first (see module doc)."""
+    c = np.asarray(codes, dtype=np.uint64).ravel()
+    if bits == 8:
+        return c.astype(np.uint8)
+    planes = ((c[:, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
+    return np.packbits(planes.ravel(), bitorder="little")
+
+
+def unpack_bits(data: np.ndarray, bits: int, count: int) -> np.ndarray:
+    """Inverse of :func:`pack_bits`: ``count`` codes of ``bits`` bits as int64."""
+    if bits == 8:
+        return data[:count].astype(np.int64)
+    planes = np.unpackbits(data, count=count * bits, bitorder="little").reshape(count, bits)
+    return planes.astype(np.int64) @ (np.int64(1) << np.arange(bits, dtype=np.int64))
+
+
+# ---------------------------------------------------------------------------------- codes
+def _code_layout(scheme: str, options: dict) -> tuple[int, int]:
+    """(bits, N): bits per code and, for the integer grids, the largest |n|."""
+    if scheme == "binary":
+        return 1, 1
+    if scheme == "ternary":
+        return 2, 1
+    if scheme == "pow2-ternary":
+        m, f = options["integer_bits"], options["fractional_bits"]
+        n = 2 ** (m + f) - (1 if options["clip"] == "grid" else 0)
+        return max(1, math.ceil(math.log2(2 * n + 1))), n
+    if scheme == "exponential":
+        n_exp = options["max_exp"] - options["min_exp"] + 1
+        return 1 + max(1, math.ceil(math.log2(n_exp))), n_exp
+    raise ValueError(f"scheme {scheme!r} has no integer codes")
+
+
+def _bad_codes(msg: str) -> PackedFormatError:
+    return PackedFormatError(f"invalid codes ({msg}); the file is corrupted")
+
+
+def decode_codes(codes: np.ndarray, scheme: str, options: dict, scale: float) -> np.ndarray:
+    """float32 values of integer ``codes`` (see the table in the module docstring)."""
+    bits, n_max = _code_layout(scheme, options)
+    codes = np.asarray(codes, dtype=np.int64)
+    if codes.size and (codes.min() < 0 or codes.max() >= 2**bits):
+        raise _bad_codes(f"outside 0..{2**bits - 1}")
+    s = np.float32(scale)
+    if scheme == "binary":
+        return np.where(codes == 1, -s, s).astype(np.float32)
+    if scheme == "exponential":
+        ebits = bits - 1
+        u = codes & ((1 << ebits) - 1)
+        if codes.size and u.max() >= n_max:
+            raise _bad_codes(f"exponent index {int(u.max())} beyond {n_max - 1}")
+        mag = np.ldexp(np.float32(1.0), (u + options["min_exp"]).astype(np.int32))
+        return np.where(codes >> ebits == 1, -mag, mag).astype(np.float32)
+    n = np.where(codes >= 2 ** (bits - 1), codes - 2**bits, codes)  # two's complement
+    if n.size and np.abs(n).max() > n_max:
+        raise _bad_codes(f"|n| = {int(np.abs(n).max())} beyond {n_max}")
+    step = s if scheme == "ternary" else np.float32(2.0 ** -options["fractional_bits"])
+    return (n.astype(np.float32) * step).astype(np.float32)
+
+
+def encode_codes(w_q: np.ndarray, scheme: str, options: dict, scale: float) -> np.ndarray:
+    """Integer codes of quantized float32 values ``w_q``; checks they decode to ``w_q``."""
+    w = np.asarray(w_q, dtype=np.float32)
+    bits, _ = _code_layout(scheme, options)
+    if scheme == "binary":
+        codes = (w < 0).astype(np.int64)
+    elif scheme == "exponential":
+        _, ex = np.frexp(np.abs(w))  # |w| = 0.5 * 2^ex exactly for powers of two
+        codes = ((w < 0).astype(np.int64) << (bits - 1)) | (
+            ex.astype(np.int64) - 1 - options["min_exp"]
+        ).clip(0, 2 ** (bits - 1) - 1)
+    else:
+        step = np.float32(scale) if scheme == "ternary" else 2.0 ** -options["fractional_bits"]
+        n = np.rint(w.astype(np.float64) / float(step)).astype(np.int64)
+        codes = n & (2**bits - 1)  # two's complement in `bits` bits
+    try:
+        back = decode_codes(codes, scheme, options, scale)
+    except PackedFormatError:
+        back = None
+    if back is None or not np.array_equal(back, w):
+        raise ValueError(
+            f"values are not on the {scheme} grid (options {options}, scale {scale}); "
+            "pass the quantizer's deterministic output"
+        )
+    return codes.reshape(w.shape)
+
+
+# ---------------------------------------------------------------------------------- the model
+def _cell_name(rnn: nn.RNNBase) -> str:
+    return {"LSTM": "lstm", "GRU": "gru"}.get(rnn.mode, "rnn")
+
+
+def _quant_kwargs(rnn: QuantRNNBase) -> dict:
+    return {
+        "scheme": rnn.scheme,
+        "stochastic": rnn.stochastic,
+        "quantizer_options": dict(rnn.quantizer.options),
+        "quantize_input": rnn.quantize_input,
+        "quantize_recurrent": rnn.quantize_recurrent,
+        "quantize_bias": rnn.quantize_bias,
+    }
+
+
+def _io_quantized(model: nn.Module) -> bool:
+    return any(isinstance(m, _QuantIO) and m.quantizer.name != "float" for m in model.modules())
+
+
+def architecture(model: nn.Module) -> dict:
+    """``{"family", "kwargs"}``: the constructor call that rebuilds ``model``'s structure."""
+    if isinstance(model, LanguageModel):
+        rnn = model.rnn
+        if _io_quantized(model) and model.out.quantizer != rnn.quantizer:
+            raise ValueError("the output layer and the recurrent layer use different methods")
+        kw = dict(vocab_size=model.vocab_size, cell=_cell_name(rnn), hidden=rnn.hidden_size,
+                  layers=rnn.num_layers, embed=model.embed_dim, dropout=model.drop.p,
+                  quantize_io=_io_quantized(model), **_quant_kwargs(rnn))  # fmt: skip
+        return {"family": "LanguageModel", "kwargs": kw}
+    if isinstance(model, DigitClassifier):
+        rnn = model.rnn
+        if _io_quantized(model) and model.out.quantizer != rnn.quantizer:
+            raise ValueError("the output layer and the recurrent layer use different methods")
+        kw = dict(n_features=rnn.input_size, n_classes=model.out.out_features,
+                  cell=_cell_name(rnn), hidden=rnn.hidden_size, layers=rnn.num_layers,
+                  bidirectional=rnn.bidirectional, dropout=rnn.dropout,
+                  input_norm="batch" if model.norm is not None else "none", pool=model.pool,
+                  quantize_io=_io_quantized(model), **_quant_kwargs(rnn))  # fmt: skip
+        return {"family": "DigitClassifier", "kwargs": kw}
+    if isinstance(model, QuantRNNBase):
+        kw = dict(input_size=model.input_size, hidden_size=model.hidden_size,
+                  num_layers=model.num_layers, bias=model.bias, batch_first=model.batch_first,
+                  dropout=model.dropout, bidirectional=model.bidirectional,
+                  **_quant_kwargs(model))  # fmt: skip
+        if model.mode.startswith("RNN"):
+            kw["nonlinearity"] = model.nonlinearity
+        return {"family": type(model).__name__, "kwargs": kw}
+    raise TypeError(
+        f"cannot export a {type(model).__name__}; expected LanguageModel, DigitClassifier or a "
+        "QuantRNN/QuantGRU/QuantLSTM layer"
+    )
+
+
+def _build(arch: dict) -> nn.Module:
+    fam, kw = arch.get("family"), dict(arch.get("kwargs") or {})
+    try:
+        if fam == "LanguageModel":
+            return LanguageModel(**kw)
+        if fam == "DigitClassifier":
+            return DigitClassifier(**kw)
+        layers = {c.__name__: c for c in CELLS.values()}
+        if fam in layers:
+            return layers[fam](kw.pop("input_size"), kw.pop("hidden_size"), **kw)
+    except (TypeError, ValueError, KeyError) as e:
+        raise PackedFormatError(f"cannot build the stored architecture {fam!r}: {e}") from e
+    raise PackedFormatError(f"unknown model family {fam!r} in the file")
+
+
+def quantized_tensors(model: nn.Module) -> dict[str, tuple[Quantizer, torch.Tensor, float]]:
+    """``{state_dict name: (quantizer, deterministic W_q, scale)}`` of every quantized tensor."""
+    out = {}
+    for mod_name, mod in model.named_modules():
+        prefix = f"{mod_name}." if mod_name else ""
+        if isinstance(mod, QuantRNNBase):
+            w_q = mod.quantized_parameters(False)
+            for name in mod._flat_weights_names:
+                if mod.is_quantized(name):
+                    w = getattr(mod, name)
+                    s = mod.quantizer.scale(w, *mod.param_fans(name))
+                    out[prefix + name] = (mod.quantizer, w_q[name].detach(), s)
+        elif isinstance(mod, _QuantIO) and mod.quantizer.name != "float":
+            w = mod.weight
+            s = mod.quantizer.scale(w, w.shape[1], w.shape[0])
+            out[prefix + "weight"] = (mod.quantizer, mod.quantized_weight(False).detach(), s)
+    return out
+
+
+# ---------------------------------------------------------------------------------- writing
+def _encode_model(model: nn.Module, source: dict | None) -> tuple[dict, dict[str, np.ndarray]]:
+    arch = architecture(model)
+    qt = quantized_tensors(model)
+    code_parts: list[np.ndarray] = []
+    raw_parts: dict[str, list[np.ndarray]] = {}
+    raw_len: dict[str, int] = {}
+    entries, methods, code_off = [], [], 0
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            entry: dict[str, Any] = {"name": name, "shape": list(t.shape)}
+            if name in qt:
+                q, w_q, s = qt[name]
+                if w_q.dtype != torch.float32:
+                    raise TypeError(f"{name}: only float32 models can be packed, got {w_q.dtype}")
+                s32 = float(np.float32(s))
+                bits, _ = _code_layout(q.name, q.options)
+                codes = encode_codes(w_q.cpu().numpy(), q.name, q.options, s32)
+                packed = pack_bits(codes, bits)
+                method = {"scheme": q.name, "options": dict(q.options), "bits": bits}
+                if method not in methods:
+                    methods.append(method)
+                entry.update(storage="codes", offset=code_off, nbytes=int(packed.size),
+                             method=methods.index(method), scale=s32)  # fmt: skip
+                code_parts.append(packed)
+                code_off += packed.size
+            else:
+                a = t.detach().cpu().contiguous().numpy()
+                key = f"raw_{a.dtype.name}"
+                if a.dtype not in (np.float32, np.int64):
+                    raise TypeError(f"{name}: cannot store dtype {a.dtype}")
+                entry.update(storage=key, offset=raw_len.get(key, 0))
+                raw_parts.setdefault(key, []).append(a.ravel())
+                raw_len[key] = raw_len.get(key, 0) + a.size
+            entries.append(entry)
+    arrays = {"codes": np.concatenate(code_parts) if code_parts else np.zeros(0, np.uint8)}
+    for key, parts in raw_parts.items():
+        arrays[key] = np.concatenate(parts)
+    from . import __version__
+
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "qrnn": __version__,
+        "architecture": arch,
+        "source": source,
+        "blobs": {
+            k: {"nbytes": int(v.nbytes), "sha256": hashlib.sha256(v.tobytes()).hexdigest()}
+            for k, v in arrays.items()
+        },
+        "methods": methods,
+        "tensors": entries,
+    }
+    return meta, arrays
+
+
+def pack_model(model: nn.Module, path: str | Path, source: dict | None = None) -> dict:
+    """Write ``model``'s deterministic quantized weights to ``path`` (atomic); return
+    :func:`size_report`. ``source``: provenance stored as is (e.g. the run id and config)."""
+    from .records import atomic_write_bytes
+
+    meta, arrays = _encode_model(model, source)
+    blob = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode()
+    buf = io.BytesIO()
+    np.savez(buf, meta=np.frombuffer(blob, dtype=np.uint8), **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+    return size_report(model, path)
+
+
+def export_run(run: str | Path, path: str | Path) -> dict:
+    """Pack the best-validation model of a run folder; returns :func:`size_report`."""
+    from .train import load_model
+
+    model, rec = load_model(run)
+    source = {k: rec.get(k) for k in ("run_id", "config", "best_epoch", "test", "status")}
+    source["input_size"] = rec["model"]["input_size"]
+    return pack_model(model, path, source)
+
+
+def size_report(model: nn.Module, path: str | Path) -> dict:
+    """File size against the fp32 ``state_dict`` (4 bytes per element), whole and over the
+    quantized tensors (their fp32 bytes / their packed code bytes, without container bytes)."""
+    sd = model.state_dict()
+    fp32 = 4 * sum(t.numel() for t in sd.values())
+    meta = read_packed(path)["meta"]
+    q_fp32 = sum(4 * math.prod(e["shape"]) for e in meta["tensors"] if e["storage"] == "codes")
+    q_bytes = sum(e["nbytes"] for e in meta["tensors"] if e["storage"] == "codes")
+    file_bytes = Path(path).stat().st_size
+    return {
+        "file_bytes": file_bytes,
+        "fp32_bytes": fp32,
+        "ratio": fp32 / file_bytes,
+        "quantized_fp32_bytes": q_fp32,
+        "quantized_code_bytes": q_bytes,
+        "quantized_ratio": q_fp32 / q_bytes if q_bytes else None,
+        "quantized_fraction": q_fp32 / fp32,
+        "bits": sorted({m["bits"] for m in meta["methods"]}),
+    }
+
+
+# ---------------------------------------------------------------------------------- reading
+def read_packed(path: str | Path) -> dict:
+    """``{"meta": dict, "tensors": {name: torch.Tensor}}`` from a packed file, fully checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no packed file at {path}")
+    if not zipfile.is_zipfile(path):
+        raise PackedFormatError(
+            f"{path} is not a {FORMAT} file: no .npz (ZIP) directory (truncated or not an export?)"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            members = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+        raise PackedFormatError(
+            f"{path} is not a readable {FORMAT} file (corrupted or truncated?): {e}"
+        ) from e
+    if "meta" not in members:
+        raise PackedFormatError(f"{path} has no 'meta' member; not a {FORMAT} file")
+    try:
+        meta = json.loads(members.pop("meta").tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PackedFormatError(f"{path}: metadata is not valid JSON: {e}") from e
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise PackedFormatError(f"{path} is not a {FORMAT} file")
+    if meta.get("version") != VERSION:
+        raise PackedFormatError(
+            f"{path} has {FORMAT} format version {meta.get('version')!r}; this qrnn reads "
+            f"version {VERSION} only"
+        )
+    try:
+        return {"meta": meta, "tensors": _decode_members(meta, members)}
+    except (KeyError, TypeError, IndexError) as e:
+        raise PackedFormatError(f"{path}: malformed metadata ({type(e).__name__}: {e})") from e
+    except PackedFormatError as e:
+        raise PackedFormatError(f"{path}: {e}") from e
+
+
+def _decode_members(meta: dict, members: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    blobs = meta["blobs"]
+    if set(blobs) != set(members):
+        raise PackedFormatError(f"members {sorted(members)} differ from {sorted(blobs)}")
+    for k, info in blobs.items():
+        a = members[k]
+        if a.ndim != 1 or a.nbytes != info["nbytes"]:
+            raise PackedFormatError(f"member {k!r} has {a.nbytes} bytes, expected {info['nbytes']}")
+        if hashlib.sha256(a.tobytes()).hexdigest() != info["sha256"]:
+            raise PackedFormatError(f"member {k!r} fails its sha256 check; the file is corrupted")
+    out = {}
+    for e in meta["tensors"]:
+        shape, count = tuple(e["shape"]), math.prod(e["shape"])
+        store = members[e["storage"]]
+        lo = e["offset"]
+        if e["storage"] == "codes":
+            m = meta["methods"][e["method"]]
+            bits, _ = _code_layout(m["scheme"], m["options"])
+            if bits != m["bits"] or e["nbytes"] != math.ceil(count * bits / 8):
+                raise PackedFormatError(f"{e['name']}: bit width or length inconsistent")
+            chunk = store[lo : lo + e["nbytes"]]
+            if chunk.size != e["nbytes"]:
+                raise PackedFormatError(f"{e['name']}: codes run past the end of 'codes'")
+            codes = unpack_bits(chunk, bits, count)
+            values = decode_codes(codes, m["scheme"], m["options"], e["scale"])
+        else:
+            values = store[lo : lo + count]
+            if values.size != count:
+                raise PackedFormatError(f"{e['name']}: data run past the end of {e['storage']!r}")
+        out[e["name"]] = torch.from_numpy(values.reshape(shape).copy())
+    return out
+
+
+def _diff_arch(a: dict, b: dict) -> list[str]:
+    ignore = {"dropout", "stochastic"}  # do not change evaluation
+    out = []
+    if a["family"] != b["family"]:
+        out.append(f"family: file {a['family']}, model {b['family']}")
+    ka, kb = a["kwargs"], b["kwargs"]
+    for k in sorted((set(ka) | set(kb)) - ignore):
+        if ka.get(k) != kb.get(k):
+            out.append(f"{k}: file {ka.get(k)!r}, model {kb.get(k)!r}")
+    return out
+
+
+def load_packed(path: str | Path, model: nn.Module | None = None) -> nn.Module:
+    """The model stored in a packed file, in evaluation mode (on the CPU).
+
+    Without ``model`` it is rebuilt from the stored architecture. With ``model``, the weights
+    are loaded into it (in place) after checking that its architecture and method match, else
+    :class:`ArchitectureMismatch` names the differences.
+    """
+    packed = read_packed(path)
+    arch = packed["meta"]["architecture"]
+    if model is None:
+        model = _build(arch)
+    else:
+        diffs = _diff_arch(arch, architecture(model))
+        if diffs:
+            raise ArchitectureMismatch(f"{path} holds a different architecture: {'; '.join(diffs)}")
+    sd = model.state_dict()
+    tensors = packed["tensors"]
+    problems = [f"missing {k}" for k in sd if k not in tensors]
+    problems += [f"unexpected {k}" for k in tensors if k not in sd]
+    problems += [
+        f"{k}: shape {tuple(tensors[k].shape)} in the file, {tuple(v.shape)} in the model"
+        for k, v in sd.items()
+        if k in tensors and tensors[k].shape != v.shape
+    ]
+    if problems:
+        raise ArchitectureMismatch(f"{path} does not fit the architecture: {'; '.join(problems)}")
+    device = next(iter(sd.values())).device if sd else torch.device("cpu")
+    model.load_state_dict({k: v.to(device) for k, v in tensors.items()})
+    return model.eval()
+
+
+# ---------------------------------------------------------------------------------- PTQ
+def post_training_quantize(
+    model: nn.Module, scheme: str, *, quantize_io: bool = False, **options: Any
+) -> nn.Module:
+    """A copy of a trained model whose quantized layers use ``scheme`` (no retraining).
+
+    Every recurrent layer gets ``quantizer(scheme, **options)`` (deterministic; its
+    ``quantize_input/recurrent/bias`` flags are kept); the embedding / output layers too when
+    ``quantize_io``. The shadow weights are the trained ones, so the copy's evaluation uses
+    ``W_q = q(W_trained)``. The training/eval mode of ``model`` is kept; ``model`` is unchanged.
+    """
+    q = quantizer(scheme, **options)
+    gens = {id(m.generator): None for m in model.modules() if getattr(m, "generator", None)}
+    new = copy.deepcopy(model, memo=dict(gens))  # generators are not copied (set to None)
+    found = False
+    for m in new.modules():
+        if isinstance(m, QuantRNNBase) or (quantize_io and isinstance(m, _QuantIO)):
+            m.quantizer, m.stochastic = q, False
+            found = found or isinstance(m, QuantRNNBase)
+    if not found:
+        raise TypeError(f"{type(model).__name__} has no qrnn recurrent layer to quantize")
+    return new
+
+
+# ---------------------------------------------------------------------------------- CLI
+def _export_cmd(args, parser) -> int:
+    from .cli import find_run
+
+    p = Path(args.run)
+    if (p.is_absolute() or len(p.parts) > 1) and not p.is_dir():
+        parser.error(f"no run {args.run!r}: no such run folder")
+    try:
+        run = find_run(args.run, args.results)
+    except (FileNotFoundError, ValueError, NotImplementedError) as e:
+        parser.error(str(e))
+    if not (run / "model.pt").is_file():
+        parser.error(f"{run} has no model.pt (the run did not finish an epoch)")
+    t0 = time.perf_counter()
+    try:
+        rep = export_run(run, args.out)
+    except (FileNotFoundError, ValueError, TypeError) as e:
+        parser.error(str(e))
+    print(
+        f"wrote {args.out}: {rep['file_bytes']:,} bytes, {rep['ratio']:.1f}x smaller than the "
+        f"fp32 state_dict ({rep['fp32_bytes']:,} bytes); quantized tensors "
+        + (
+            f"{rep['quantized_ratio']:.1f}x ({rep['quantized_fraction']:.0%} of the fp32 bytes)"
+            if rep["quantized_ratio"]
+            else "none"
+        )
+        + f"; {time.perf_counter() - t0:.2f} s"
+    )
+    return 0
+
+
+def add_cli(subparsers) -> None:
+    """Register ``qrnn export RUN --out FILE`` on the ``qrnn`` subparsers."""
+    sp = subparsers.add_parser(
+        "export",
+        help="pack a run's quantized model into a qrnn.packed file",
+        description="Write the best-validation model of RUN with its quantized tensors packed "
+        f"at their bit width ({FORMAT} version {VERSION}, an uncompressed .npz).",
+    )
+    sp.add_argument("run", help="run folder, run id, or a unique prefix of one")
+    sp.add_argument("--out", required=True, metavar="FILE", help="packed file to write")
+    sp.add_argument("--results", default="results", help="where run ids are looked up")
+    sp.set_defaults(func=_export_cmd, subparser=sp)
