@@ -190,6 +190,12 @@ def _study(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                     for rid in ids:
                         print(f"      {rid}")
             return 0
+        if args.study_command == "ptq":
+            made = study.post_training(args.profile, args.results, data_root=args.data)
+            print(f"{len(made)} post-training records")
+            table = study.summarize_ptq(args.profile, args.results)
+            print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+            return 0
         _, summary = study.summarize(args.profile, args.results, args.data)
         print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         return 0
@@ -233,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("run", "run or resume a profile's grid (completed runs are skipped)"),
         ("status", "done / running / failed / diverged counts"),
         ("summarize", "write runs.csv and summary.csv from the run records"),
+        ("ptq", "quantize the trained float runs after training (no retraining): ptq.csv"),
     ):
         sp = stsub.add_parser(name, help=helptext)
         sp.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "paper"),

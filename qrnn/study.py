@@ -531,3 +531,120 @@ def claims(runs, summary) -> list[dict]:
         "verdict": _verdict(len(beat), len(digits)),
     })  # fmt: skip
     return out
+
+
+# ------------------------------------------------------------------------------ post-training
+PTQ_METHODS = ("binary-det", "ternary-det", "pow2-ternary", "exponential-det")
+PTQ_SCHEMA = "qrnn.ptq/1"
+
+
+def post_training(
+    profile: str = "cpu",
+    results: str | Path = "results",
+    *,
+    data_root: str | None = None,
+    only: Iterable[str] | None = None,
+) -> list[dict]:
+    """Post-training quantization: every finished float run of the ``main`` experiment that has
+    its best weights (``model.pt``) is quantized with each deterministic method, without
+    retraining, and evaluated on its test split. One record per (float run, method) is written
+    to ``results/<profile>/ptq/<float-run-id>/<method>.json`` (schema ``qrnn.ptq/1``);
+    existing records are kept. Returns the records."""
+    import torch
+
+    from . import records
+    from .export import post_training_quantize
+    from .train import evaluate, load_data, load_model
+
+    out_dir = Path(results) / profile / "ptq"
+    floats = [r for r in grid(profile, only) if r.experiment == "main" and r.method == "float"]
+    made, cache = [], {}
+    for run in floats:
+        run_dir = runs_dir(results, profile) / run.run_id
+        if record_status(run_dir) != "completed" or not (run_dir / "model.pt").exists():
+            continue
+        model, rec = load_model(run_dir)
+        cfg = run.config
+        key = (cfg.task, cfg.split)
+        if key not in cache:
+            cache[key] = load_data(cfg, data_root, progress=False)
+        data = cache[key]
+        for method in PTQ_METHODS:
+            path = out_dir / run.run_id / f"{method}.json"
+            if path.exists():
+                made.append(json.loads(path.read_text()))
+                continue
+            scheme, _ = _METHOD[method]
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                test = evaluate(post_training_quantize(model, scheme), data.test, cfg)
+            trained = next(
+                (
+                    r
+                    for r in grid(profile)
+                    if r.experiment == "main"
+                    and r.task == run.task
+                    and r.cell == run.cell
+                    and r.seed == run.seed
+                    and r.method == method
+                ),
+                None,
+            )  # fmt: skip  (the training-time counterpart, when the profile has one)
+            ptq = {
+                "schema": PTQ_SCHEMA,
+                **run.labels(),
+                "method": method,
+                "scheme": scheme,
+                "float_run_id": run.run_id,
+                "trained_run_id": trained.run_id if trained else None,
+                "metric": rec["metric"]["name"],
+                "float_test": rec["test"]["metric"],
+                "test": test["metric"],
+                "test_loss": test["loss"],
+                "seconds": time.perf_counter() - t0,
+                "environment": records.environment("cpu", torch.get_num_threads()),
+                "created": records.now(),
+            }
+            records.atomic_write_json(path, ptq)
+            made.append(ptq)
+    return made
+
+
+def summarize_ptq(profile: str = "cpu", results: str | Path = "results"):
+    """``ptq.csv``: post-training vs training-time quantization per task, cell and method
+    (means over seeds), with the share of the post-training loss that training recovers:
+    ``(ptq - trained) / (ptq - float)``."""
+    import pandas as pd
+
+    from .records import atomic_write_bytes
+
+    rows = [json.loads(p.read_text()) for p in sorted(
+        (Path(results) / profile / "ptq").glob("*/*.json"))]  # fmt: skip
+    if not rows:
+        raise ValueError(f"no post-training records under {Path(results) / profile / 'ptq'}")
+    ptq = pd.DataFrame(rows)
+    trained = {}
+    for r in rows:
+        if r["trained_run_id"] is None:
+            continue
+        rec = runs_dir(results, profile) / r["trained_run_id"] / "run.json"
+        if rec.exists():
+            d = json.loads(rec.read_text())
+            trained[r["trained_run_id"]] = d["test"]["metric"] if d["test"] else math.nan
+    ptq["trained_test"] = ptq["trained_run_id"].map(trained)
+    table = (
+        ptq.groupby(["task", "cell", "method"], sort=False)
+        .agg(
+            metric=("metric", "first"),
+            float_test=("float_test", "mean"),
+            ptq_test=("test", "mean"),
+            trained_test=("trained_test", "mean"),
+            n=("test", "count"),
+        )
+        .reset_index()
+    )
+    table["recovered"] = (table["ptq_test"] - table["trained_test"]) / (
+        table["ptq_test"] - table["float_test"]
+    )
+    atomic_write_bytes(Path(results) / profile / "ptq.csv", table.to_csv(index=False).encode())
+    return table

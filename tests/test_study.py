@@ -86,6 +86,14 @@ def test_smoke_profile_end_to_end(data_env, tmp_path, capsys):
     assert (floats["gap_to_float"] == 0).all()
     bpc = frame[frame["metric"] == "bpc"]
     assert (bpc["baseline"].round(2) == 4.34).all()  # PTB-char unigram on validation
+    # post-training quantization of the trained float runs: one record per run and method
+    made = study.post_training("smoke", tmp_path)
+    n_float = sum(1 for r in runs if r.experiment == "main" and r.method == "float")
+    assert len(made) == n_float * len(study.PTQ_METHODS)
+    assert all(m["schema"] == "qrnn.ptq/1" and m["test"] == m["test"] for m in made)
+    ptq = study.summarize_ptq("smoke", tmp_path)
+    assert set(ptq["method"]) == set(study.PTQ_METHODS)
+    assert len(study.post_training("smoke", tmp_path)) == len(made)  # kept, not redone
     # a rerun does nothing: every record is recognized
     outcomes = study.run_study("smoke", tmp_path, quiet=True)
     assert all(o["skipped"] for o in outcomes)
