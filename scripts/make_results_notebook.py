@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import nbformat as nbf
+from notebook_util import write_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,14 +72,7 @@ def main() -> None:
             cells.append(nbf.v4.new_code_cell(src, metadata={"tags": ["parameters"]}))
         else:
             cells.append(nbf.v4.new_code_cell(src))
-    nb = nbf.v4.new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.metadata["language_info"] = {"name": "python"}
-    nbf.write(nb, ROOT / "notebooks" / "results.ipynb")
+    write_notebook(cells, "results.ipynb")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import dataclasses
 from pathlib import Path
 
 import nbformat as nbf
+from notebook_util import write_notebook
 
 from qrnn.train import FIELD_HELP, RunConfig
 
@@ -94,14 +95,7 @@ def main() -> None:
             "    plt.show()"
         ),
     ]
-    nb = nbf.v4.new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.metadata["language_info"] = {"name": "python"}
-    nbf.write(nb, ROOT / "notebooks" / "train.ipynb")
+    write_notebook(cells, "train.ipynb")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,16 @@
+"""Shared by the make_*_notebook.py scripts: write a source notebook (no outputs) with the
+portable ``python3`` kernel name."""
+
+from pathlib import Path
+
+import nbformat as nbf
+
+ROOT = Path(__file__).resolve().parent.parent
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+
+
+def write_notebook(cells: list, name: str) -> None:
+    nb = nbf.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    nb.metadata["language_info"] = {"name": "python"}
+    nbf.write(nb, ROOT / "notebooks" / name)
