@@ -241,6 +241,13 @@ def runs_dir(results: str | Path, profile: str) -> Path:
     return Path(results) / profile / "runs"
 
 
+def _portable(path: Path) -> str:
+    """``path`` relative to the working folder when below it (papermill records the input
+    path in the executed notebook; keep machine paths out of committed artifacts)."""
+    p = path.resolve()
+    return str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else str(p)
+
+
 def record_status(run_dir: Path) -> str:
     """pending | running | completed | diverged | failed, from the files of a run folder."""
     rec = run_dir / "run.json"
@@ -270,7 +277,7 @@ def execute_run(run: Run, results: str, data_root: str | None = None) -> dict:
     t0 = time.perf_counter()
     try:
         pm.execute_notebook(
-            str(TRAIN_NOTEBOOK), str(run_dir / "train.ipynb"), parameters=params,
+            _portable(TRAIN_NOTEBOOK), str(run_dir / "train.ipynb"), parameters=params,
             cwd=str(ROOT), kernel_name="python3", progress_bar=False,
         )  # fmt: skip
     except Exception as e:  # recorded; the study goes on

@@ -520,7 +520,7 @@ def train(
     extra = {} if cfg.task in LM_TASKS else {"generator": data_gen}
     limit = rec["uniform_loss"] * cfg.diverge_factor
     try:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm  # not tqdm.auto: no widget warning inside notebooks
 
         for epoch in range(start_epoch, cfg.epochs + 1):
             if cfg.early_stop and stale >= cfg.early_stop:
