@@ -4,40 +4,67 @@ These are the test oracle for the fused layers and the functions differentiated 
 analyses (``torch.func`` cannot differentiate twice through cuDNN or the fused CPU op). The
 equations and gate order are those of ``torch.nn``; ``W_q`` are whatever matrices are passed in
 (quantized or not). ``x``: (B, I); ``h``, ``c``: (B, H).
+
+``gains=(g_ih, g_hh)`` (each (G, H), G gate blocks) turns on layer normalization of the two
+pre-activations (Ba et al. 2016; Hou et al. 2019 for quantized LSTMs): each H-wide gate block of
+``W_ih x`` and of ``W_hh h`` is normalized to zero mean and unit variance over its H units and
+scaled by its gain, before the bias is added.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-__all__ = ["gru_cell", "lstm_cell", "reference_forward", "rnn_cell"]
+__all__ = ["block_layer_norm", "gru_cell", "lstm_cell", "reference_forward", "rnn_cell"]
+
+LN_EPS = 1e-5
 
 
-def _affine(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
-    return x @ w.T if b is None else x @ w.T + b
+def block_layer_norm(a: Tensor, gain: Tensor) -> Tensor:
+    """Layer norm of each gate block: ``a`` (..., G*H), ``gain`` (G, H);
+    ``LN(a)_k = g_k (a_k - mean) / sqrt(var + eps)`` with mean and var over the block's H units."""
+    G, H = gain.shape
+    blocks = a.unflatten(-1, (G, H))
+    return (nn.functional.layer_norm(blocks, (H,), eps=LN_EPS) * gain).flatten(-2)
 
 
-def rnn_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh") -> Tensor:
+def _affine(x: Tensor, w: Tensor, b: Tensor | None, gain: Tensor | None = None) -> Tensor:
+    a = x @ w.T
+    if gain is not None:
+        a = block_layer_norm(a, gain)
+    return a if b is None else a + b
+
+
+def _pre(x, h, w_ih, w_hh, b_ih, b_hh, gains):
+    g_ih, g_hh = gains if gains is not None else (None, None)
+    return _affine(x, w_ih, b_ih, g_ih), _affine(h, w_hh, b_hh, g_hh)
+
+
+def rnn_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", gains=None) -> Tensor:
     """Elman RNN: h' = f(W_ih x + b_ih + W_hh h + b_hh), f = tanh or relu."""
-    a = _affine(x, w_ih, b_ih) + _affine(h, w_hh, b_hh)  # pre-activation a_t
+    xa, ha = _pre(x, h, w_ih, w_hh, b_ih, b_hh, gains)
+    a = xa + ha  # pre-activation a_t
     return torch.tanh(a) if nonlinearity == "tanh" else torch.relu(a)
 
 
-def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None) -> Tensor:
+def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, gains=None) -> Tensor:
     """GRU (torch.nn convention; Lasagne writes u = 1 - z)."""
-    xr, xz, xn = _affine(x, w_ih, b_ih).chunk(3, dim=-1)
-    hr, hz, hn = _affine(h, w_hh, b_hh).chunk(3, dim=-1)
+    xa, ha = _pre(x, h, w_ih, w_hh, b_ih, b_hh, gains)
+    xr, xz, xn = xa.chunk(3, dim=-1)
+    hr, hz, hn = ha.chunk(3, dim=-1)
     r = torch.sigmoid(xr + hr)  # reset gate
     z = torch.sigmoid(xz + hz)  # update gate
     n = torch.tanh(xn + r * hn)  # candidate state
     return (1 - z) * n + z * h  # h'
 
 
-def lstm_cell(x, state, w_ih, w_hh, b_ih=None, b_hh=None) -> tuple[Tensor, Tensor]:
+def lstm_cell(x, state, w_ih, w_hh, b_ih=None, b_hh=None, gains=None) -> tuple[Tensor, Tensor]:
     """LSTM (gate order i, f, g, o): returns (h', c')."""
     h, c = state
-    gi, gf, gg, go = (_affine(x, w_ih, b_ih) + _affine(h, w_hh, b_hh)).chunk(4, dim=-1)
+    xa, ha = _pre(x, h, w_ih, w_hh, b_ih, b_hh, gains)
+    gi, gf, gg, go = (xa + ha).chunk(4, dim=-1)
     i = torch.sigmoid(gi)  # input gate
     f = torch.sigmoid(gf)  # forget gate
     g = torch.tanh(gg)  # cell candidate
@@ -46,25 +73,36 @@ def lstm_cell(x, state, w_ih, w_hh, b_ih=None, b_hh=None) -> tuple[Tensor, Tenso
     return o * torch.tanh(c), c  # h', c'
 
 
-def reference_forward(layer: nn.RNNBase, input: Tensor, hx=None, weights=None):
+def reference_forward(layer: nn.RNNBase, input, hx=None, weights=None, gains=None):
     """Run ``layer`` (a ``torch.nn`` or ``qrnn`` recurrent layer) with a Python time loop over
-    the reference cells. Same inputs and outputs as the layer (no dropout, no packed input).
+    the reference cells. Same inputs and outputs as the layer, packed sequences included;
+    dropout between stacked layers in training mode as in ``torch.nn``.
 
     ``weights``: ``{name: tensor}``; default: the layer's deterministic quantized weights
     (``layer.quantized_parameters(False)`` for qrnn layers, the parameters otherwise).
+    ``gains``: ``{suffix: (g_ih, g_hh)}`` (suffix ``_l0``, ``_l0_reverse``, ...) to layer-normalize
+    the pre-activations; default: the layer's own (``layer.layer_norm_gains()``) if it has them.
     """
     if weights is None:
         if hasattr(layer, "quantized_parameters"):
             weights = layer.quantized_parameters(False)
         else:
             weights = {n: getattr(layer, n) for n in layer._flat_weights_names}
+    if gains is None and getattr(layer, "layer_norm", False):
+        gains = layer.layer_norm_gains()
     lstm = layer.mode == "LSTM"
     dirs = 2 if layer.bidirectional else 1
-    x = input.transpose(0, 1) if layer.batch_first else input  # (T, B, I)
+    packed = input if isinstance(input, PackedSequence) else None
+    if packed is not None:  # (T, B, I) in the caller's batch order, plus the lengths
+        x, lengths = pad_packed_sequence(packed)
+    else:
+        x = input.transpose(0, 1) if layer.batch_first else input  # (T, B, I)
     unbatched = x.dim() == 2
     if unbatched:
         x = x.unsqueeze(1)
     T, B = x.shape[:2]
+    # valid[t]: (B, 1) True while t < length (always True without packing)
+    valid = None if packed is None else (torch.arange(T).unsqueeze(1) < lengths).unsqueeze(-1)
     zeros = x.new_zeros(layer.num_layers * dirs, B, layer.hidden_size)
     if hx is None:
         hx = (zeros, zeros.clone()) if lstm else zeros
@@ -74,14 +112,17 @@ def reference_forward(layer: nn.RNNBase, input: Tensor, hx=None, weights=None):
 
     def step(xt, state, sfx):
         w = [weights.get(f"{k}{sfx}") for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        g = None if gains is None else gains[sfx]
         if lstm:
-            return lstm_cell(xt, state, *w)
+            return lstm_cell(xt, state, *w, gains=g)
         if layer.mode == "GRU":
-            return gru_cell(xt, state, *w)
-        return rnn_cell(xt, state, *w, nonlinearity=layer.nonlinearity)
+            return gru_cell(xt, state, *w, gains=g)
+        return rnn_cell(xt, state, *w, nonlinearity=layer.nonlinearity, gains=g)
 
     h_n, c_n = [], []
     for k in range(layer.num_layers):
+        if k and layer.dropout and layer.training:
+            x = nn.functional.dropout(x, layer.dropout, training=True)
         outs = []
         for d in range(dirs):
             idx = k * dirs + d
@@ -89,8 +130,17 @@ def reference_forward(layer: nn.RNNBase, input: Tensor, hx=None, weights=None):
             state = (h0[idx], c0[idx]) if lstm else h0[idx]
             ys = [None] * T
             for t in range(T - 1, -1, -1) if d else range(T):
-                state = step(x[t], state, sfx)
-                ys[t] = state[0] if lstm else state
+                new = step(x[t], state, sfx)
+                if valid is not None:  # padded steps keep the state (and output zeros)
+                    m = valid[t].to(x.device)
+                    new = (
+                        tuple(torch.where(m, a, b) for a, b in zip(new, state, strict=True))
+                        if lstm
+                        else torch.where(m, new, state)
+                    )
+                state = new
+                y = state[0] if lstm else state
+                ys[t] = y if valid is None else y * valid[t].to(x.device)
             outs.append(torch.stack(ys))
             h_n.append(state[0] if lstm else state)
             if lstm:
@@ -101,6 +151,14 @@ def reference_forward(layer: nn.RNNBase, input: Tensor, hx=None, weights=None):
     if unbatched:
         out, h_n = out.squeeze(1), h_n.squeeze(1)
         c_n = c_n.squeeze(1) if lstm else None
+    elif packed is not None:  # back to the caller's packing (same batch_sizes and indices)
+        order = packed.sorted_indices
+        sorted_out = out if order is None else out[:, order.to(out.device)]
+        sorted_len = lengths if order is None else lengths[order.cpu()]
+        data = pack_padded_sequence(sorted_out, sorted_len, enforce_sorted=True).data
+        out = PackedSequence(
+            data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices
+        )
     elif layer.batch_first:
         out = out.transpose(0, 1)
     return (out, (h_n, c_n)) if lstm else (out, h_n)

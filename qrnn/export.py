@@ -200,7 +200,7 @@ def _cell_name(rnn: nn.RNNBase) -> str:
 
 
 def _quant_kwargs(rnn: QuantRNNBase) -> dict:
-    return {
+    kw = {
         "scheme": rnn.scheme,
         "stochastic": rnn.stochastic,
         "quantizer_options": dict(rnn.quantizer.options),
@@ -208,6 +208,10 @@ def _quant_kwargs(rnn: QuantRNNBase) -> dict:
         "quantize_recurrent": rnn.quantize_recurrent,
         "quantize_bias": rnn.quantize_bias,
     }
+    for flag in ("weight_norm", "layer_norm"):  # written only when on (older files lack them)
+        if getattr(rnn, flag, False):
+            kw[flag] = True
+    return kw
 
 
 def _io_quantized(model: nn.Module) -> bool:
@@ -269,12 +273,15 @@ def quantized_tensors(model: nn.Module) -> dict[str, tuple[Quantizer, torch.Tens
     for mod_name, mod in model.named_modules():
         prefix = f"{mod_name}." if mod_name else ""
         if isinstance(mod, QuantRNNBase):
-            w_q = mod.quantized_parameters(False)
             for name in mod._flat_weights_names:
-                if mod.is_quantized(name):
-                    w = getattr(mod, name)
-                    s = mod.quantizer.scale(w, *mod.param_fans(name))
-                    out[prefix + name] = (mod.quantizer, w_q[name].detach(), s)
+                if mod.is_quantized(name):  # the codes (before any weight normalization)
+                    w, fans = getattr(mod, name), mod.param_fans(name)
+                    w_q = mod.quantizer(w, False, fan_in=fans[0], fan_out=fans[1])
+                    out[prefix + name] = (
+                        mod.quantizer,
+                        w_q.detach(),
+                        mod.quantizer.scale(w, *fans),
+                    )
         elif isinstance(mod, _QuantIO) and mod.quantizer.name != "float":
             w = mod.weight
             s = mod.quantizer.scale(w, w.shape[1], w.shape[0])

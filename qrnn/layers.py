@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .cells import reference_forward
 from .quantizers import Quantizer, quantizer
 
 __all__ = [
@@ -51,6 +52,12 @@ class QuantRNNBase(nn.RNNBase):
       ``g`` (parameters ``weight_ih_l0_gain`` ...; initialized to the initial row norms), which
       removes the scale of binary weights (Salimans & Kingma 2016; Hou et al. 2019). Adds
       parameters, so the ``state_dict`` then no longer matches ``torch.nn``.
+    * ``layer_norm``: layer normalization of the pre-activations ``W_ih x`` and ``W_hh h``, each
+      gate block over its H units, with learned gains (parameters ``ln_ih_l0``, ``ln_hh_l0`` ...,
+      shape (gates, H), initialized to 1), before the biases (Ba et al. 2016; Hou et al. 2019).
+      The fused kernels have no such step, so these layers run the reference cells in a Python
+      time loop (``qrnn.cells.reference_forward``): same results contract, slower (see
+      ``bench/``). Adds parameters.
     """
 
     def __init__(
@@ -64,6 +71,7 @@ class QuantRNNBase(nn.RNNBase):
         quantize_bias: bool = True,
         generator: torch.Generator | None = None,
         weight_norm: bool = False,
+        layer_norm: bool = False,
         **kwargs: Any,
     ) -> None:
         if kwargs.get("proj_size", 0):
@@ -84,6 +92,28 @@ class QuantRNNBase(nn.RNNBase):
                     w = getattr(self, name)
                     gain = nn.Parameter(w.detach().norm(dim=1).clone())
                     self.register_parameter(f"{name}_gain", gain)
+        self.layer_norm = bool(layer_norm)
+        if self.layer_norm:  # one gain per unit of every gate block, per matrix
+            gates = {"LSTM": 4, "GRU": 3}.get(self.mode, 1)
+            for name in self._flat_weights_names:
+                m = _PARAM.match(name)
+                if m.group(1) == "weight":
+                    sfx = name[len("weight_ih") :]
+                    gain = nn.Parameter(torch.ones(gates, self.hidden_size, **self._factory()))
+                    self.register_parameter(f"ln_{m.group(2)}{sfx}", gain)
+
+    def _factory(self) -> dict[str, Any]:
+        w = self.weight_ih_l0
+        return {"device": w.device, "dtype": w.dtype}
+
+    def layer_norm_gains(self) -> dict[str, tuple[Tensor, Tensor]]:
+        """``{suffix: (g_ih, g_hh)}`` for :func:`qrnn.cells.reference_forward`."""
+        out = {}
+        for name in self._flat_weights_names:
+            if name.startswith("weight_ih"):
+                sfx = name[len("weight_ih") :]
+                out[sfx] = (getattr(self, f"ln_ih{sfx}"), getattr(self, f"ln_hh{sfx}"))
+        return out
 
     @property
     def scheme(self) -> str:
@@ -93,6 +123,8 @@ class QuantRNNBase(nn.RNNBase):
         s = super().extra_repr() + f", scheme={self.scheme!r}"
         if self.weight_norm:
             s += ", weight_norm=True"
+        if self.layer_norm:
+            s += ", layer_norm=True"
         if self.quantizer.options:
             s += f", quantizer_options={self.quantizer.options!r}"
         if self.stochastic:
@@ -155,7 +187,10 @@ class QuantRNNBase(nn.RNNBase):
             self._flat_weights = saved
 
     def forward(self, input, hx=None):
-        """Same contract as ``torch.nn``; runs the fused op on the quantized weights."""
+        """Same contract as ``torch.nn``; runs the fused op on the quantized weights (with
+        ``layer_norm``: the reference cells in a time loop)."""
+        if self.layer_norm:
+            return reference_forward(self, input, hx, weights=self.quantized_parameters())
         if self.scheme == "float" and not self.weight_norm:
             return super().forward(input, hx)
         # Refresh the cached flat list if the parameters were replaced, then swap in W_q;
@@ -178,6 +213,8 @@ class QuantRNNBase(nn.RNNBase):
 
     def to_torch(self) -> nn.RNNBase:
         """A plain ``torch.nn`` layer holding the *quantized* weights (deterministic)."""
+        if self.layer_norm:
+            raise ValueError("a layer_norm layer has no torch.nn equivalent (torch.nn has no LN)")
         cls = {"LSTM": nn.LSTM, "GRU": nn.GRU}.get(self.mode, nn.RNN)
         kwargs = dict(
             num_layers=self.num_layers,

@@ -36,7 +36,7 @@ LM_TASKS = ("ptb-char", "ptb-word", "text8")
 EXECUTION_FIELDS = ("device", "threads")
 # fields added after the first records: left out of the run id while at these defaults, so
 # the ids (and records) of earlier runs stay valid
-LATER_FIELDS = {"weight_norm": False}
+LATER_FIELDS = {"weight_norm": False, "layer_norm": False}
 
 __all__ = ["TASKS", "RunConfig", "build_model", "evaluate", "load_model", "run_id", "train"]
 
@@ -63,6 +63,7 @@ class RunConfig:
     quantize_bias: bool = True  # biases (the authors quantize them too)
     quantize_io: bool = False  # also the embedding and output layers (authors: no)
     weight_norm: bool = False  # weight normalization of the quantized recurrent matrices
+    layer_norm: bool = False  # layer norm of the gate pre-activations (Python time loop: slower)
     clip_shadow: str = "auto"  # auto (binary/ternary/pow2: yes) | on | off: BinaryConnect clip
     optimizer: str = "adam"  # adam | sgd
     lr: float = 2e-3  # initial learning rate
@@ -140,6 +141,7 @@ class RunConfig:
             "quantize_bias",
             "quantize_io",
             "weight_norm",
+            "layer_norm",
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -264,6 +266,7 @@ def build_model(cfg: RunConfig, size: int) -> nn.Module:
         quantize_recurrent=cfg.quantize_recurrent,
         quantize_bias=cfg.quantize_bias,
         weight_norm=cfg.weight_norm,
+        layer_norm=cfg.layer_norm,
     )
     common = dict(cell=cfg.cell, hidden=cfg.hidden, layers=cfg.layers, dropout=cfg.dropout)
     if cfg.task in LM_TASKS:

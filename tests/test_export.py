@@ -33,7 +33,7 @@ from qrnn.hardware import (
     preactivation_bound,
     step_ops,
 )
-from qrnn.models import CELLS, DigitClassifier
+from qrnn.models import CELLS, DigitClassifier, LanguageModel
 from qrnn.train import RunConfig, build_model
 
 METHODS = {
@@ -437,3 +437,19 @@ def test_integer_path_on_spoken_digits(data_env):
         with torch.no_grad():
             ref = m(x, lens)
         torch.testing.assert_close(integer_model_forward(m, x, lens), ref, rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize("norm", [{"weight_norm": True}, {"layer_norm": True}])
+def test_round_trip_normalized_layers(tmp_path, norm):
+    torch.manual_seed(0)
+    model = LanguageModel(20, cell="gru", hidden=16, scheme="ternary", **norm).eval()
+    with torch.no_grad():  # move the gains away from their initial values
+        for name, p in model.named_parameters():
+            if name.endswith("_gain") or ".ln_" in name:
+                p.mul_(torch.rand_like(p) + 0.5)
+    pack_model(model, tmp_path / "m.npz")
+    back = load_packed(tmp_path / "m.npz")
+    assert all(getattr(back.rnn, k) for k in norm)
+    x = torch.randint(0, 20, (9, 2))
+    with torch.no_grad():
+        assert torch.equal(model(x)[0], back(x)[0])

@@ -237,3 +237,88 @@ def test_weight_norm_rescales_quantized_rows_and_keeps_the_fused_kernel(cell):
     x1 = torch.randn(4, 2, 5, dtype=torch.double)
     # gains were computed in float32 at construction, hence the float32 tolerance
     assert torch.allclose(plain(x1)[0], ref(x1)[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_reference_forward_on_packed_sequences_matches_the_fused_kernel(cell):
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    m = CELLS[cell](5, 8, num_layers=2, bidirectional=True, batch_first=True, scheme="ternary")
+    m = m.double().eval()
+    x = torch.randn(4, 7, 5, dtype=torch.double)
+    packed = pack_padded_sequence(x, torch.tensor([7, 2, 5, 1]), batch_first=True,
+                                  enforce_sorted=False)  # fmt: skip
+    (a, ha), (b, hb) = m(packed), reference_forward(m, packed)
+    assert torch.equal(a.batch_sizes, b.batch_sizes)
+    assert torch.equal(a.sorted_indices, b.sorted_indices)
+    assert _close(a.data, b.data) and _close(ha, hb)
+
+
+def test_block_layer_norm_normalizes_each_gate_block():
+    from qrnn.cells import block_layer_norm
+
+    a = torch.randn(6, 4 * 8, dtype=torch.double) * 5 + 3
+    gain = torch.rand(4, 8, dtype=torch.double) + 0.5
+    y = block_layer_norm(a, gain).view(6, 4, 8) / gain
+    assert torch.allclose(y.mean(-1), torch.zeros_like(y[..., 0]), atol=1e-12)
+    assert torch.allclose(y.var(-1, unbiased=False), torch.ones_like(y[..., 0]), atol=1e-4)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_layer_norm_layer_matches_its_equations_and_removes_the_binary_scale(cell):
+    m = _make(cell, "binary", layer_norm=True)
+    gains = {n for n, _ in m.named_parameters() if n.startswith("ln_")}
+    assert gains == {"ln_ih_l0", "ln_hh_l0"}
+    assert m.ln_hh_l0.shape == ({"RNN": 1, "GRU": 3, "LSTM": 4}[cell], 8)
+    x = torch.randn(6, 3, 5, dtype=torch.double)
+    h0 = torch.randn(1, 3, 8, dtype=torch.double)
+    hx = (h0, torch.randn_like(h0)) if cell == "LSTM" else h0
+    out = m(x, hx)
+    # by hand, one step at a time: pre-activation = LN(W_ih x) + b_ih + LN(W_hh h) + b_hh
+    w = m.quantized_parameters(False)
+    h, c = (hx[0][0], hx[1][0]) if cell == "LSTM" else (hx[0], None)
+    G = m.ln_hh_l0.shape[0]
+
+    def ln(v, g):
+        v = v.view(3, G, 8)
+        return ((v - v.mean(-1, keepdim=True)) / (v.var(-1, unbiased=False, keepdim=True)
+                + 1e-5).sqrt() * g).view(3, G * 8)  # fmt: skip
+
+    for t in range(6):
+        xa = ln(x[t] @ w["weight_ih_l0"].T, m.ln_ih_l0) + w["bias_ih_l0"]
+        ha = ln(h @ w["weight_hh_l0"].T, m.ln_hh_l0) + w["bias_hh_l0"]
+        if cell == "RNN":
+            h = torch.tanh(xa + ha)
+        elif cell == "GRU":
+            (xr, xz, xn), (hr, hz, hn) = xa.chunk(3, -1), ha.chunk(3, -1)
+            r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+            h = (1 - z) * torch.tanh(xn + r * hn) + z * h
+        else:
+            i, f, g, o = (xa + ha).chunk(4, -1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+        assert torch.allclose(out[0][t], h, atol=1e-10)
+    # LN removes the weight scale: binary with H = 1 and with H = 0.5 compute (up to eps)
+    # the same function; without LN they differ
+    for ln_on, same in ((True, True), (False, False)):
+        one = _make(cell, "binary", layer_norm=ln_on, quantize_bias=False)
+        half = _make(cell, "binary", layer_norm=ln_on, quantize_bias=False,
+                      quantizer_options={"scale": 0.5})  # fmt: skip
+        assert torch.allclose(one(x)[0], half(x)[0], atol=1e-3) is same
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_layer_norm_trains_gains_and_round_trips(cell):
+    # binary: every weight is +-1 (ternary would zero most of these small initial weights)
+    m = _make(cell, "binary", layer_norm=True, num_layers=2, bidirectional=True)
+    x = torch.randn(5, 2, 5, dtype=torch.double)
+    m(x)[0].square().sum().backward()
+    for n, p in m.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, n
+    twin = _make(cell, "binary", layer_norm=True, num_layers=2, bidirectional=True)
+    with torch.no_grad():
+        m.ln_hh_l1_reverse.mul_(2)
+    twin.load_state_dict(m.state_dict())
+    assert _close(twin(x), m(x))
+    with pytest.raises(ValueError, match="layer_norm"):
+        m.to_torch()

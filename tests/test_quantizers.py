@@ -161,3 +161,19 @@ def test_clip_bounds():
     assert quantizer("pow2-ternary").clip_bound(w) == 0.5
     assert quantizer("exponential").clip_bound(w) == 512.0
     assert quantizer("float").clip_bound(w) is None
+
+
+@pytest.mark.parametrize("stochastic", [False, True])
+@pytest.mark.parametrize(("lo", "hi"), [(-22, 9), (-3, 2), (-126, 127)])
+def test_exponential_float32_bit_path_equals_the_float64_path(stochastic, lo, hi):
+    # float32 reads k and p from the IEEE fields; float64 goes through frexp: same levels,
+    # same draws (float64 uniforms in both), subnormals and signed zeros included
+    w = torch.cat([torch.randn(20000) * s for s in (1e-30, 1e-6, 0.1, 3.0, 1e3)])
+    w = torch.cat([w, torch.tensor([0.0, -0.0, 1e-45, -1e-45, 1.5, -1.5, 0.75, 3e38])])
+    q = quantizer("exponential", min_exp=lo, max_exp=hi)
+    g32, g64 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    a = q(w, stochastic, g32)
+    b = q(w.double(), stochastic, g64)
+    assert a.dtype == torch.float32 and torch.equal(a.double(), b)
+    levels = set(a.abs().unique().log2().tolist())
+    assert levels <= set(range(lo, hi + 1))
