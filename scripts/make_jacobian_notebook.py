@@ -4,6 +4,7 @@ qrnn.analysis. Rerun after changing it: python scripts/make_jacobian_notebook.py
 from pathlib import Path
 
 import nbformat as nbf
+from notebook_util import write_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,7 +109,11 @@ if summary_csv is None:
 summary_csv = Path(summary_csv)
 summary_csv.parent.mkdir(parents=True, exist_ok=True)
 summary.to_csv(summary_csv, index=False)
-print("written:", summary_csv)
+# the curves behind the figures below, for the book's interactive figure
+stem = summary_csv.with_suffix("")
+analysis.product_frame(analyses).to_csv(f"{stem}_products.csv", index=False)
+analysis.spectra_frame(analyses).to_csv(f"{stem}_spectra.csv", index=False)
+print("written:", summary_csv, "and its _products / _spectra curves")
 summary.set_index("method").drop(columns=["cell", "hidden", "steps"]).round(4)"""
 
 CONTROLLED = """\
@@ -262,13 +267,7 @@ def main() -> None:
         md("## Weight histograms: shadow and quantized"),
         code(WEIGHTS),
     ]
-    for i, cell in enumerate(cells):  # stable ids: regenerating gives the same file
-        cell.id = f"cell-{i}"
-    nb = nbf.v4.new_notebook(cells=cells)
-    kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["kernelspec"] = kernel
-    nb.metadata["language_info"] = {"name": "python"}
-    nbf.write(nb, ROOT / "notebooks" / "jacobian.ipynb")
+    write_notebook(cells, "jacobian.ipynb")
 
 
 if __name__ == "__main__":

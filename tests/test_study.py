@@ -37,6 +37,16 @@ def test_grids_cover_the_paper_design():
     assert {r.method for r in overfit} == set(study.STOCHASTIC_METHODS)
     assert all(r.config.stochastic == (r.method != "float") for r in overfit)
     assert len({r.run_id for r in cpu}) == len(cpu)  # every run distinct
+    norm = [r for r in cpu if r.experiment == "normalization"]
+    assert all(r.config.weight_norm and not r.config.layer_norm for r in norm)
+    ln = [r for r in cpu if r.experiment == "layernorm"]
+    assert all(r.config.layer_norm and r.cell == "lstm" for r in ln) and len(ln) == 2 * 5 * 3
+    # the normalization experiments change nothing else than the normalization
+    key = {(r.task, r.cell, r.method, r.seed): r.config for r in main_runs}
+    for r in norm + ln:
+        base = key[(r.task, r.cell, r.method, r.seed)]
+        diff = {k for k, v in vars(r.config).items() if vars(base)[k] != v}
+        assert diff == ({"weight_norm"} if r in norm else {"layer_norm"})
     paper = study.grid("paper", ["task=ptb-char", "experiment=main"])
     assert {r.config.hidden for r in paper} == {1000}
     assert all(r.config.bptt == 100 and r.config.batch_size == 64 for r in paper)
@@ -137,3 +147,30 @@ def test_dask_executor_gives_the_same_records_as_local(data_env, tmp_path):
                            quiet=True)  # fmt: skip
     assert [o["status"] for o in dask] == [o["status"] for o in local] == ["completed"] * 2
     assert _metrics(tmp_path / "dask") == _metrics(tmp_path / "local")
+
+
+def test_normalization_table_and_rescue_claim():
+    import pandas as pd
+
+    def row(experiment, method, test, beats, seeds=3):
+        return {"experiment": experiment, "task": "ptb-char", "cell": "lstm", "method": method,
+                "metric": "bpc", "test_mean": test, "test_std": 0.01, "gap_mean": test - 2.0,
+                "n": seeds, "completed": seeds, "diverged": 0, "failed": 0,
+                "beats_baseline": beats, "wall_s_mean": 1.0}  # fmt: skip
+
+    summary = pd.DataFrame([
+        row("main", "float", 2.0, 3), row("main", "binary-det", 5.6, 0),
+        row("main", "binary-stoch", 5.6, 0), row("layernorm", "float", 1.9, 3),
+        row("layernorm", "binary-det", 2.5, 3), row("layernorm", "binary-stoch", 5.5, 0),
+        row("normalization", "binary-det", 5.0, 0, seeds=2),
+    ])  # fmt: skip
+    t = study.normalization_table(summary).set_index("method")
+    assert t.loc["binary-det", "test_mean_none"] == 5.6
+    assert t.loc["binary-det", "test_mean_layer"] == 2.5
+    assert t.loc["binary-det", "n_weight"] == 2
+    assert list(t.columns[:5]) == ["task", "cell", "metric", "test_mean_none", "n_none"]
+    runs = pd.DataFrame({"method": [], "task": []})
+    rescue = study.claims(runs, summary)[-1]
+    assert rescue["claim"].startswith("5.")
+    assert rescue["ours"] == "1 of 2 failing binary groups rescued"
+    assert rescue["verdict"] == "partly"
