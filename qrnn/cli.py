@@ -196,6 +196,14 @@ def _study(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             table = study.summarize_ptq(args.profile, args.results)
             print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
             return 0
+        if args.study_command == "hardware":
+            made = study.hardware(args.profile, args.results, data_root=args.data, only=args.only)
+            print(f"{len(made)} hardware records")
+            table = study.summarize_hardware(args.profile, args.results)
+            cols = ["task", "cell", "method", "n", "ratio", "energy_sram_pj",
+                    "integer_max_abs_diff", "integer_same_prediction"]  # fmt: skip
+            print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+            return 0
         _, summary = study.summarize(args.profile, args.results, args.data)
         print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         return 0
@@ -240,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
         ("status", "done / running / failed / diverged counts"),
         ("summarize", "write runs.csv and summary.csv from the run records"),
         ("ptq", "quantize the trained float runs after training (no retraining): ptq.csv"),
+        (
+            "hardware",
+            "pack the trained runs, count operations and energy, run the integer "
+            "path: hardware.csv",
+        ),
     ):
         sp = stsub.add_parser(name, help=helptext)
         sp.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "paper"),

@@ -104,6 +104,18 @@ def test_smoke_profile_end_to_end(data_env, tmp_path, capsys):
     ptq = study.summarize_ptq("smoke", tmp_path)
     assert set(ptq["method"]) == set(study.PTQ_METHODS)
     assert len(study.post_training("smoke", tmp_path)) == len(made)  # kept, not redone
+    # hardware: packed files round-trip exactly, the integer path follows the float one
+    hw = study.hardware("smoke", tmp_path)
+    assert len(hw) == sum(1 for r in runs if r.experiment == "main")
+    for h in hw:
+        assert h["schema"] == "qrnn.hardware/1" and h["unpacked_identical"]
+        if h["scheme"] == "float":
+            assert h["integer_max_abs_diff"] is None and h["ops_per_step"]["int32_add"] == 0
+        else:
+            assert h["integer_max_abs_diff"] < 1e-2 and h["ops_per_step"]["int32_add"] > 0
+            assert h["size"]["ratio"] > 1
+    table = study.summarize_hardware("smoke", tmp_path)
+    assert len(table) == len(hw) and (tmp_path / "smoke" / "hardware.csv").exists()
     # a rerun does nothing: every record is recognized
     outcomes = study.run_study("smoke", tmp_path, quiet=True)
     assert all(o["skipped"] for o in outcomes)
