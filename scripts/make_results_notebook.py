@@ -18,17 +18,25 @@ CELLS = [
         "params",
         "# Parameters (papermill: -p name value)\n"
         'profile = "cpu"  # smoke | cpu | paper\n'
-        'results_dir = "results"  # folder holding <profile>/runs/<run-id>/run.json\n'
+        "results_dir = None  # folder holding <profile>/runs/<run-id>/run.json (None: results/)\n"
+        "refresh = False  # True: rebuild runs.csv / summary.csv / claims.csv from the records\n"
         "data_root = None  # data mirror (None: $QRNN_DATA), for the unigram baseline",
     ),
     (
         "code",
+        "from pathlib import Path\n\n"
         "import matplotlib.pyplot as plt\n"
         "import pandas as pd\n"
         "import seaborn as sns\n\n"
         "from qrnn import study\n\n"
         "sns.set_theme(style='whitegrid')\n"
-        "runs, summary = study.summarize(profile, results_dir, data_root)\n"
+        "results_dir = Path(results_dir) if results_dir else study.ROOT / 'results'\n"
+        "folder = results_dir / profile\n"
+        "if refresh or not (folder / 'summary.csv').exists():\n"
+        "    runs, summary = study.summarize(profile, results_dir, data_root)\n"
+        "else:  # the tables qrnn study summarize wrote\n"
+        "    runs = pd.read_csv(folder / 'runs.csv')\n"
+        "    summary = pd.read_csv(folder / 'summary.csv')\n"
         "print(len(runs), 'run records;', runs['status'].value_counts().to_dict())",
     ),
     ("md", "## Test metric per task, cell and method (mean ± std over seeds)"),
