@@ -110,6 +110,11 @@ def build_variants(args: argparse.Namespace) -> tuple[list[Variant], str]:
                     m.load_state_dict(base.state_dict())
                     kind = "stoch" if stoch else "det"
                     variants.append(Variant(cell, hidden, f"{method} {kind}", kind, m, m))
+            for norm in ("weight_norm", "layer_norm"):  # the normalization rescue (binary det)
+                m = quant_cls(args.input_size, hidden, scheme="binary", **{norm: True})
+                m.load_state_dict(base.state_dict(), strict=False)
+                name = f"binary det + {norm.replace('_', ' ')}"
+                variants.append(Variant(cell, hidden, name, "norm", m, m))
             loop = torch_cls(args.input_size, hidden)
             variants.append(
                 Variant(
