@@ -317,6 +317,7 @@ class CellWeights:
     w_hh: Tensor
     b_ih: Tensor | None
     b_hh: Tensor | None
+    gains: tuple[Tensor, Tensor] | None = None  # layer norm (g_ih, g_hh), if the layer has it
 
     @property
     def state_size(self) -> int:
@@ -326,11 +327,12 @@ class CellWeights:
         """One reference-cell step on a flat state (LSTM: ``s = [h; c]``)."""
         w = (self.w_ih, self.w_hh, self.b_ih, self.b_hh)
         if self.mode == "LSTM":
-            h, c = lstm_cell(x, s.split(self.hidden, dim=-1), *w)
+            h, c = lstm_cell(x, s.split(self.hidden, dim=-1), *w, gains=self.gains)
             return torch.cat([h, c], dim=-1)
         if self.mode == "GRU":
-            return gru_cell(x, s, *w)
-        return rnn_cell(x, s, *w, nonlinearity="relu" if self.mode == "RNN_RELU" else "tanh")
+            return gru_cell(x, s, *w, gains=self.gains)
+        nonlinearity = "relu" if self.mode == "RNN_RELU" else "tanh"
+        return rnn_cell(x, s, *w, nonlinearity=nonlinearity, gains=self.gains)
 
     def h(self, s: Tensor) -> Tensor:
         return s[..., : self.hidden]
@@ -348,7 +350,11 @@ def cell_weights(layer: nn.RNNBase, index: int = 0) -> CellWeights:
         q = {n: getattr(layer, n) for n in layer._flat_weights_names}
     w = [q.get(f"{k}_l{index}") for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
     w = [None if t is None else t.detach().to(torch.float64) for t in w]
-    return CellWeights(layer.mode, layer.hidden_size, *w)
+    gains = None
+    if getattr(layer, "layer_norm", False):
+        g = layer.layer_norm_gains()[f"_l{index}"]
+        gains = tuple(t.detach().to(torch.float64) for t in g)
+    return CellWeights(layer.mode, layer.hidden_size, *w, gains=gains)
 
 
 @torch.no_grad()

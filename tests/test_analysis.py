@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+import qrnn
 from qrnn import QuantGRU, QuantLSTM, QuantRNN, analysis, quantizer
 from qrnn.cells import gru_cell, lstm_cell
 
@@ -338,3 +339,23 @@ def test_notebook_runs_under_papermill(mirror, tmp_path):
     cells = json.loads(out.read_text())["cells"]
     images = [o for c in cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) >= 5  # spectra, products, saturation, noise, histograms
+
+
+@pytest.mark.parametrize("cell", [qrnn.QuantRNN, qrnn.QuantGRU, qrnn.QuantLSTM])
+def test_layer_normalized_trajectories_and_jacobians(cell):
+    torch.manual_seed(0)
+    layer = cell(5, 6, scheme="binary", layer_norm=True).eval()
+    with torch.no_grad():
+        layer.ln_hh_l0.mul_(torch.rand_like(layer.ln_hh_l0) + 0.5)
+    x = torch.randn(6, 5)
+    cw, xd, states = analysis.layer_trajectories(layer, x.double())
+    assert cw.gains is not None
+    with torch.no_grad():
+        out = layer(x.unsqueeze(1))[0][:, 0]
+    torch.testing.assert_close(states[1:, :6], out.double(), rtol=1e-5, atol=1e-6)
+    J = analysis.step_jacobians(cw, xd, states)
+    eps, t = 1e-6, 3
+    eye = torch.eye(cw.state_size, dtype=torch.float64)
+    cols = [(cw.step(xd[t], states[t] + eps * e) - cw.step(xd[t], states[t] - eps * e)) / (2 * eps)
+            for e in eye]  # fmt: skip
+    torch.testing.assert_close(J[t], torch.stack(cols, dim=1), rtol=1e-5, atol=1e-7)
