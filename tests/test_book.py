@@ -179,3 +179,17 @@ def test_results_figure_switches_task(book, browser):
     fig.locator("input[type=checkbox]").first.uncheck()
     assert fig.locator("g.series").count() == len(fig.locator("input[type=checkbox]").all()) - 1
     page.close()
+
+
+def test_jacobian_figure_switches_model(book, browser):
+    page = browser.new_page()
+    page.goto((book / "book" / "binarization.html").as_uri(), wait_until="load")
+    fig = page.locator("div.qrnn-fig[data-kind=lines]").first
+    select = fig.locator("select")
+    options = select.locator("option").all_inner_texts()
+    assert options[0] == "LSTM at initialization" and len(options) >= 2
+    before = fig.locator("svg").inner_html()
+    assert fig.locator("g.series").count() >= 4  # one line per method
+    select.select_option(options[1])
+    assert fig.locator("svg").inner_html() != before  # redrawn with the trained curves
+    page.close()
