@@ -617,7 +617,6 @@ def post_training(
     existing records are kept. Returns the records."""
     import torch
 
-    from . import records
     from .export import post_training_quantize
     from .train import evaluate, load_data, load_model
 
@@ -666,13 +665,24 @@ def post_training(
                 "float_test": rec["test"]["metric"],
                 "test": test["metric"],
                 "test_loss": test["loss"],
-                "seconds": time.perf_counter() - t0,
-                "environment": records.environment("cpu", torch.get_num_threads()),
-                "created": records.now(),
             }
-            records.atomic_write_json(path, ptq)
-            made.append(ptq)
+            made.append(_write_timed_record(path, ptq, t0))
     return made
+
+
+def _write_timed_record(path: Path, rec: dict, t0: float) -> dict:
+    """Add the seconds since ``t0``, the environment and the time, and write ``rec`` atomically."""
+    import torch
+
+    from . import records
+
+    rec.update(
+        seconds=time.perf_counter() - t0,
+        environment=records.environment("cpu", torch.get_num_threads()),
+        created=records.now(),
+    )
+    records.atomic_write_json(path, rec)
+    return rec
 
 
 def summarize_ptq(profile: str = "cpu", results: str | Path = "results"):
@@ -740,7 +750,6 @@ def hardware(
 
     import torch
 
-    from . import records
     from .data import speech_batches
     from .export import load_packed, pack_model, size_report
     from .hardware import energy_pj, integer_model_forward, step_ops
@@ -801,12 +810,8 @@ def hardware(
             "integer_inputs": f"first {seq_len} test characters"
             if lm
             else f"first {recordings} test recordings",
-            "seconds": time.perf_counter() - t0,
-            "environment": records.environment("cpu", torch.get_num_threads()),
-            "created": records.now(),
         }
-        records.atomic_write_json(path, rec_hw)
-        made.append(rec_hw)
+        made.append(_write_timed_record(path, rec_hw, t0))
     return made
 
 
