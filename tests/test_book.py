@@ -193,3 +193,18 @@ def test_jacobian_figure_switches_model(book, browser):
     select.select_option(options[1])
     assert fig.locator("svg").inner_html() != before  # redrawn with the trained curves
     page.close()
+
+
+def test_pages_fit_a_phone_width_screen(book, browser):
+    """At 390 px no page scrolls sideways: wide tables scroll inside their own box."""
+    wide = []
+    ctx = browser.new_context(viewport={"width": 390, "height": 844})
+    for page_path in _pages(book):
+        page = ctx.new_page()
+        page.goto(page_path.as_uri(), wait_until="load")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        if width > 392:
+            wide.append((page_path.name, width))
+        page.close()
+    ctx.close()
+    assert not wide, wide
