@@ -616,6 +616,23 @@ def claims(runs, summary) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------ post-training
+def _trained_dir(run: Run, results, profile: str) -> Path | None:
+    """The run's folder if it completed and kept its best weights (``model.pt``), else None."""
+    run_dir = runs_dir(results, profile) / run.run_id
+    done = record_status(run_dir) == "completed" and (run_dir / "model.pt").exists()
+    return run_dir if done else None
+
+
+def _cached_data(cache: dict, cfg: RunConfig, data_root):
+    """The data of ``cfg``'s task and split, loaded once per ``cache``."""
+    from .train import load_data
+
+    key = (cfg.task, cfg.split)
+    if key not in cache:
+        cache[key] = load_data(cfg, data_root, progress=False)
+    return cache[key]
+
+
 PTQ_METHODS = ("binary-det", "ternary-det", "pow2-ternary", "exponential-det")
 PTQ_SCHEMA = "qrnn.ptq/1"
 
@@ -635,21 +652,18 @@ def post_training(
     import torch
 
     from .export import post_training_quantize
-    from .train import evaluate, load_data, load_model
+    from .train import evaluate, load_model
 
     out_dir = Path(results) / profile / "ptq"
     floats = [r for r in grid(profile, only) if r.experiment == "main" and r.method == "float"]
     made, cache = [], {}
     for run in floats:
-        run_dir = runs_dir(results, profile) / run.run_id
-        if record_status(run_dir) != "completed" or not (run_dir / "model.pt").exists():
+        run_dir = _trained_dir(run, results, profile)
+        if run_dir is None:
             continue
         model, rec = load_model(run_dir)
         cfg = run.config
-        key = (cfg.task, cfg.split)
-        if key not in cache:
-            cache[key] = load_data(cfg, data_root, progress=False)
-        data = cache[key]
+        data = _cached_data(cache, cfg, data_root)
         for method in PTQ_METHODS:
             path = out_dir / run.run_id / f"{method}.json"
             if path.exists():
@@ -770,7 +784,7 @@ def hardware(
     from .data import speech_batches
     from .export import load_packed, pack_model, size_report
     from .hardware import energy_pj, integer_model_forward, step_ops
-    from .train import LM_TASKS, load_data, load_model
+    from .train import LM_TASKS, load_model
 
     out_dir = Path(results) / profile / "hardware"
     made, cache = [], {}
@@ -782,15 +796,12 @@ def hardware(
         if path.exists():
             made.append(json.loads(path.read_text()))
             continue
-        if record_status(run_dir) != "completed" or not (run_dir / "model.pt").exists():
+        if _trained_dir(run, results, profile) is None:
             continue
         t0 = time.perf_counter()
         model, _ = load_model(run_dir)
         cfg = run.config
-        key = (cfg.task, cfg.split)
-        if key not in cache:
-            cache[key] = load_data(cfg, data_root, progress=False)
-        data = cache[key]
+        data = _cached_data(cache, cfg, data_root)
         lm = cfg.task in LM_TASKS
         if lm:
             inputs = (data.test[:seq_len].unsqueeze(1),)  # (T, 1)
