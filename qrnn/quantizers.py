@@ -218,16 +218,16 @@ class Quantizer:
         # 2^(E-127) for normal numbers, so k = E - 127 and p = M / 2^23. Zero and subnormals
         # (E = 0) lie below 2^-126 <= 2^min_exp and clamp to min_exp whatever p says.
         b = w.view(torch.int32)
-        mant = b & 0x7FFFFF
+        mag = b & 0x7FFFFFFF  # |w| as bits
         if stochastic:
-            p = mant.to(torch.float64) * 2.0**-23
-            up = _uniform(p, generator) < p
-        else:
-            up = mant > 0x400000  # p > 0.5
-        e = (((b >> 23) & 0xFF) - 127 + up.to(torch.int32)).clamp_(lo_e, hi_e)
-        e = torch.where((b & 0x7FFFFFFF) == 0, lo_e, e)
-        out = ((e + 127) << 23) | torch.where(w > 0, 0, -(2**31)).to(torch.int32)
-        return out.view(torch.float32)  # zero -> -2^min_exp
+            p = (b & 0x7FFFFF).to(torch.float64) * 2.0**-23
+            mag = (mag >> 23).add_((_uniform(p, generator) < p).to(torch.int32))
+        else:  # p > 0.5 <=> M > 2^22: adding 2^22 - 1 carries exactly those into E
+            mag = mag.add_(0x3FFFFF).bitwise_right_shift_(23)
+        # clamping the biased exponent also sends zero and subnormals (E = 0) to min_exp
+        mag = mag.clamp_(lo_e + 127, hi_e + 127).bitwise_left_shift_(23)
+        out = torch.where(w > 0, mag, mag | -(2**31))  # zero -> -2^min_exp
+        return out.view(torch.float32)
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
