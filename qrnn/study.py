@@ -272,10 +272,21 @@ def record_status(run_dir: Path) -> str:
         return "failed"
 
 
+def execute_notebook(src: str, dst: str, **kwargs: Any) -> None:
+    """``papermill.execute_notebook`` with the kernel's ZMQ traffic CurveZMQ-encrypted when pyzmq
+    supports it (ipykernel >= 7.3 warns on every start over plain TCP)."""
+    import papermill as pm
+    import zmq
+
+    if zmq.has("curve"):
+        from traitlets.config import Config
+
+        kwargs.setdefault("config", Config({"KernelManager": {"transport_encryption": "required"}}))
+    pm.execute_notebook(src, dst, **kwargs)
+
+
 def execute_run(run: Run, results: str, data_root: str | None = None) -> dict:
     """Execute one run through papermill (in this process or a Dask worker). Never raises."""
-    import papermill as pm
-
     out_dir = Path(results)
     run_dir = out_dir / run.run_id
     status = record_status(run_dir)
@@ -289,7 +300,7 @@ def execute_run(run: Run, results: str, data_root: str | None = None) -> dict:
               "data_root": data_root, "quiet": True, "histograms": False}  # fmt: skip
     t0 = time.perf_counter()
     try:
-        pm.execute_notebook(
+        execute_notebook(
             _portable(TRAIN_NOTEBOOK), str(run_dir / "train.ipynb"), parameters=params,
             cwd=str(ROOT), kernel_name="python3", progress_bar=False,
         )  # fmt: skip

@@ -308,11 +308,11 @@ def test_trained_checkpoints_are_found_and_loaded(mirror, tmp_path):
 
 
 def test_notebook_runs_under_papermill(mirror, tmp_path):
-    import papermill as pm
+    from qrnn.study import execute_notebook
 
     csv = tmp_path / "summary.csv"
     out = tmp_path / "out.ipynb"
-    pm.execute_notebook(
+    execute_notebook(
         str(NOTEBOOK),
         str(out),
         cwd=str(ROOT),

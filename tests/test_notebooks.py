@@ -6,6 +6,8 @@ from pathlib import Path
 import papermill as pm
 import pytest
 
+from qrnn.study import execute_notebook
+
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = ROOT / "notebooks" / "train.ipynb"
 
@@ -37,7 +39,7 @@ def test_train_notebook_runs_and_writes_the_record(mirror, session_cache, monkey
                                                    params):  # fmt: skip
     monkeypatch.setenv("QRNN_CACHE", str(session_cache))
     out = tmp_path / "out.ipynb"
-    pm.execute_notebook(
+    execute_notebook(
         str(TRAIN), str(out), cwd=str(ROOT), kernel_name="python3", progress_bar=False,
         parameters={**params, "threads": 1, "results_dir": str(tmp_path / "results")},
     )  # fmt: skip
@@ -52,7 +54,7 @@ def test_train_notebook_runs_and_writes_the_record(mirror, session_cache, monkey
 
 def test_train_notebook_rejects_a_bad_parameter(tmp_path):
     with pytest.raises(pm.PapermillExecutionError, match="cell='tcn' is not allowed"):
-        pm.execute_notebook(
+        execute_notebook(
             str(TRAIN), str(tmp_path / "out.ipynb"), cwd=str(ROOT), kernel_name="python3",
             progress_bar=False, parameters={"cell": "tcn"},
         )  # fmt: skip

@@ -120,9 +120,7 @@ def test_smoke_profile_end_to_end(data_env, tmp_path, capsys):
     outcomes = study.run_study("smoke", tmp_path, quiet=True)
     assert all(o["skipped"] for o in outcomes)
     # the results notebook renders the profile
-    import papermill as pm
-
-    pm.execute_notebook(
+    study.execute_notebook(
         str(study.ROOT / "notebooks" / "results.ipynb"), str(tmp_path / "results.ipynb"),
         parameters={"profile": "smoke", "results_dir": str(tmp_path)}, cwd=str(study.ROOT),
         kernel_name="python3", progress_bar=False,
