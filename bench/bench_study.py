@@ -32,6 +32,19 @@ def time_smoke(executor: str) -> tuple[float, int]:
         return time.perf_counter() - t0, len(out)
 
 
+def _busy_hours(intervals: list[tuple[dt.datetime, dt.datetime]]) -> float:
+    """Hours during which at least one run was active (union of [started, finished])."""
+    total, end = 0.0, None
+    for a, b in sorted(intervals):
+        if end is None or a > end:
+            total += (b - a).total_seconds()
+            end = b
+        elif b > end:
+            total += (b - end).total_seconds()
+            end = b
+    return total / 3600
+
+
 def from_records(profile: str, results: Path) -> dict:
     recs = []
     for p in sorted((results / profile / "runs").glob("*/run.json")):
@@ -44,12 +57,18 @@ def from_records(profile: str, results: Path) -> dict:
     def ts(s):
         return dt.datetime.strptime(s, "%Y-%m-%dT%H:%M:%SZ")
 
+    labels = {run.run_id: run.labels()["experiment"] for run in study.grid(profile)}
+    rows: dict[str, dict] = {}
+    for r in recs:
+        row = rows.setdefault(labels.get(r["run_id"], "(not in grid)"), {"runs": 0, "train_h": 0.0})
+        row["runs"] += 1
+        row["train_h"] += r["wall_time_s"] / 3600
     span = max(ts(r["finished"]) for r in recs) - min(ts(r["started"]) for r in recs)
-    hours = span.total_seconds() / 3600
+    busy = _busy_hours([(ts(r["started"]), ts(r["finished"])) for r in recs])
     train_h = sum(r["wall_time_s"] for r in recs) / 3600
-    return {"runs": len(recs), "span_h": hours, "train_h": train_h,
-            "runs_per_hour": len(recs) / hours if hours else float("nan"),
-            "grid": len(study.grid(profile))}  # fmt: skip
+    return {"runs": len(recs), "span_h": span.total_seconds() / 3600, "busy_h": busy,
+            "train_h": train_h, "runs_per_hour": len(recs) / busy if busy else float("nan"),
+            "grid": len(labels), "experiments": rows}  # fmt: skip
 
 
 def main() -> None:
@@ -69,9 +88,13 @@ def main() -> None:
                   f"(ratio to local {dask_s / local_s:.2f})")  # fmt: skip
     r = from_records(args.profile, Path(args.results))
     if r["runs"]:
-        print(f"{args.profile} (from records): {r['runs']} of {r['grid']} runs finished over "
-              f"{r['span_h']:.2f} h of wall time ({r['runs_per_hour']:.0f} runs/hour; "
-              f"{r['train_h']:.2f} h of training summed over runs)")  # fmt: skip
+        print(f"{args.profile} (from records): {r['runs']} of {r['grid']} runs finished; "
+              f"{r['busy_h']:.2f} h with at least one run active ({r['runs_per_hour']:.0f} "
+              f"runs/hour), first start to last finish {r['span_h']:.2f} h (includes pauses); "
+              f"{r['train_h']:.2f} h of training summed over runs")  # fmt: skip
+        print(f"{'experiment':<16}{'runs':>6}{'train h':>9}{'h at 2 workers':>16}")
+        for name, row in sorted(r["experiments"].items()):
+            print(f"{name:<16}{row['runs']:>6}{row['train_h']:>9.2f}{row['train_h'] / 2:>16.2f}")
     else:
         print(f"{args.profile}: no finished run records under {args.results}")
 
