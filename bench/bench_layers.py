@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import qrnn
 from qrnn.cells import reference_forward
+from qrnn.records import git_state
 
 CELLS = {"rnn": (nn.RNN, qrnn.QuantRNN), "gru": (nn.GRU, qrnn.QuantGRU)}
 CELLS["lstm"] = (nn.LSTM, qrnn.QuantLSTM)
@@ -312,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         brevitas=brevitas_note,
         cores=os.cpu_count(),
         loadavg_start=os.getloadavg()[0],
+        started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        git=git_state(),
         args={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
     )
     print(f"torch {meta['torch']}, threads {meta['threads']}, cpu: {meta['cpu']}")

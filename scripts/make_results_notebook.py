@@ -7,6 +7,11 @@ from notebook_util import write_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 
+FIGURE_ALT = (
+    "Test metric per method and cell, mean and standard deviation over seeds, one panel per "
+    "task and one figure per experiment and metric; the dotted line is the task's baseline"
+)
+
 CELLS = [
     (
         "md",
@@ -51,7 +56,7 @@ CELLS = [
         "table[cols]",
     ),
     (
-        "code",
+        "figure",
         "for (experiment, metric), part in runs.groupby(['experiment', 'metric']):\n"
         "    g = sns.catplot(\n"
         "        data=part, x='method', y='test', hue='cell', col='task', kind='point',\n"
@@ -78,6 +83,10 @@ def main() -> None:
             cells.append(nbf.v4.new_markdown_cell(src))
         elif kind == "params":
             cells.append(nbf.v4.new_code_cell(src, metadata={"tags": ["parameters"]}))
+        elif kind == "figure":  # alt text for the book (myst-nb image options)
+            cells.append(
+                nbf.v4.new_code_cell(src, metadata={"mystnb": {"image": {"alt": FIGURE_ALT}}})
+            )
         else:
             cells.append(nbf.v4.new_code_cell(src))
     write_notebook(cells, "results.ipynb")

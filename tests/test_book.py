@@ -78,6 +78,17 @@ def test_book_builds_and_internal_links_resolve(book):
     assert not broken, broken[:20]
 
 
+def test_every_image_has_alt_text(book):
+    """Figures carry a description (myst-nb `mystnb.image.alt`), not their file name."""
+    missing = []
+    for page in _content_pages(book):
+        for tag in re.findall(r"<img [^>]*>", page.read_text()):
+            alt = re.search(r'alt="([^"]*)"', tag)
+            if not alt or not alt.group(1).strip() or alt.group(1).endswith((".png", ".svg")):
+                missing.append((page.name, tag[:120]))
+    assert not missing, missing
+
+
 def test_no_page_references_an_outside_script_or_stylesheet(book):
     for page in _pages(book):
         text = page.read_text()
