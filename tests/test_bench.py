@@ -1,0 +1,32 @@
+"""The benchmark scripts run and write what the book reads (timings are never asserted)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import qrnn
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_layer_bench_writes_a_record_with_every_method(tmp_path):
+    out = tmp_path / "layers.json"
+    script = ROOT / "bench" / "bench_layers.py"
+    cmd = [sys.executable, str(script), "--quick", "--no-brevitas", "--cells", "rnn", "lstm",
+           "--hidden", "8", "--threads", "1", "--out", str(out)]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rec = json.loads(out.read_text())
+    assert "commit" in rec["meta"]["git"] and rec["meta"]["started"].endswith("Z")
+    rows = rec["rows"]
+    for cell in ("rnn", "lstm"):
+        mine = {row["variant"]: row for row in rows if row["cell"] == cell}
+        assert mine["float torch.nn"]["ratio"] == 1.0
+        for method in qrnn.SCHEMES[1:]:
+            for mode, target in (("det", "<= 1.10x"), ("stoch", "<= 1.25x")):
+                row = mine[f"{method} {mode}"]
+                assert row["median_ms"] > 0 and row["target"] == target
+                assert row["status"] in ("PASS", "FAIL")
+                assert row["rounds"] == len(row["times_ms"]) == 3
+    assert "targets:" in r.stdout
