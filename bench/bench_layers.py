@@ -73,6 +73,7 @@ class Variant:
     times: list[float] = field(default_factory=list)  # wall seconds per round
     cpu_times: list[float] = field(default_factory=list)  # process CPU seconds
     stats_warmup: int = 0  # time steps of a no-grad forward first (Brevitas's statistics)
+    quant_times: list[float] = field(default_factory=list)  # quantize_parameters() alone
 
 
 def _brevitas_lstm(input_size: int, hidden: int) -> tuple[str, dict[str, nn.Module]] | str:
@@ -183,9 +184,23 @@ def run(args: argparse.Namespace, variants: list[Variant]) -> None:
                 v.cpu_times.append(cpu)
             gc.collect()
             print(f"round {r + 1}/{args.repeats}: {time.perf_counter() - t0:.0f} s", flush=True)
+        time_quantization(args, variants)
     finally:
         gc.enable()
     print(f"total: {time.perf_counter() - t_start:.0f} s", flush=True)
+
+
+def time_quantization(args: argparse.Namespace, variants: list[Variant]) -> None:
+    """The quantization work alone (``quantized_parameters()`` as the forward calls it, with the
+    straight-through graph): an estimate of the intrinsic overhead that does not depend on the
+    noise of whole training steps."""
+    for v in variants:
+        if v.kind in ("det", "stoch", "norm"):
+            for _ in range(args.quant_repeats + 1):  # the first call is not kept
+                t0 = time.perf_counter()
+                v.module.quantized_parameters()
+                v.quant_times.append(time.perf_counter() - t0)
+            del v.quant_times[0]
 
 
 def summarize(variants: list[Variant]) -> list[dict]:
@@ -200,6 +215,9 @@ def summarize(variants: list[Variant]) -> list[dict]:
         row = dict(cell=v.cell, hidden=v.hidden, variant=v.name, kind=v.kind, median_ms=m * 1e3)
         row.update(iqr_pct=100 * (q[2] - q[0]) / m, ratio=ratio, cpu_ratio=cpu[key] / cpu[base])
         row.update(rounds=len(v.times), target="", status="")
+        if v.quant_times:  # quantization alone, as a share of the float step
+            row["quant_ms"] = statistics.median(v.quant_times) * 1e3
+            row["quant_pct"] = 100 * row["quant_ms"] / (med[base] * 1e3)
         if v.kind in ("det", "stoch"):
             limit = DET_TARGET if v.kind == "det" else STOCH_TARGET
             row["target"] = f"<= {limit:.2f}x"
@@ -220,14 +238,15 @@ def summarize(variants: list[Variant]) -> list[dict]:
 def print_table(rows: list[dict]) -> None:
     head = (
         f"{'cell':<5} {'hidden':>6}  {'variant':<28} {'ms/step':>9} {'iqr%':>5} "
-        f"{'ratio':>6} {'cpu':>6}  target / status"
+        f"{'ratio':>6} {'cpu':>6} {'quant%':>6}  target / status"
     )
     print(head)
     print("-" * (len(head) + 20))
     for r in rows:
+        quant = f"{r['quant_pct']:>6.1f}" if "quant_pct" in r else " " * 6
         print(
             f"{r['cell']:<5} {r['hidden']:>6}  {r['variant']:<28} {r['median_ms']:>9.1f} "
-            f"{r['iqr_pct']:>5.0f} {r['ratio']:>6.2f} {r['cpu_ratio']:>6.2f}  "
+            f"{r['iqr_pct']:>5.0f} {r['ratio']:>6.2f} {r['cpu_ratio']:>6.2f} {quant}  "
             f"{r['target']} {r['status']}".rstrip()
         )
 
@@ -249,6 +268,12 @@ def print_summary(rows: list[dict]) -> None:
         extra = f" (worst ratio {worst:.2f}x)" if worst is not None else ""
         verdict = "PASS" if not fails else f"FAIL ({len(fails)}/{len(sel)}: {'; '.join(fails)})"
         print(f"  {label}: {verdict}{extra}")
+    for kind, label in (("det", "deterministic"), ("stoch", "stochastic")):
+        sel = [r for r in rows if r["kind"] == kind and "quant_pct" in r]
+        if sel:
+            top = max(sel, key=lambda r: r["quant_pct"])
+            print(f"  quantization alone, {label}: at most {top['quant_pct']:.1f}% of the float "
+                  f"step ({top['cell']} {top['hidden']} {top['variant']})")  # fmt: skip
 
 
 def cpu_model() -> str:
@@ -288,6 +313,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--budget", type=float, default=15, help="minutes; no new round past it (0: no limit)"
     )
+    p.add_argument("--quant-repeats", type=int, default=21,
+                   help="timed calls of the quantization alone per qrnn variant")  # fmt: skip
     p.add_argument("--warmup", type=int, default=1, help="untimed steps per variant first")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     p.add_argument("--seed", type=int, default=0)

@@ -29,4 +29,5 @@ def test_layer_bench_writes_a_record_with_every_method(tmp_path):
                 assert row["median_ms"] > 0 and row["target"] == target
                 assert row["status"] in ("PASS", "FAIL")
                 assert row["rounds"] == len(row["times_ms"]) == 3
+                assert 0 < row["quant_ms"] < row["median_ms"]  # a part of the step
     assert "targets:" in r.stdout
