@@ -197,11 +197,11 @@ def time_quantization(args: argparse.Namespace, variants: list[Variant]) -> None
     noise of whole training steps."""
     for v in variants:
         if v.kind in ("det", "stoch", "norm"):
-            for _ in range(args.quant_repeats + 1):  # the first call is not kept
+            v.module.quantized_parameters()  # untimed first call
+            for _ in range(args.quant_repeats):
                 t0 = time.perf_counter()
                 v.module.quantized_parameters()
                 v.quant_times.append(time.perf_counter() - t0)
-            del v.quant_times[0]
 
 
 def summarize(variants: list[Variant]) -> list[dict]:
@@ -287,6 +287,14 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def out_path(out: Path, meta: dict, hidden: list[int]) -> Path:
+    """``--out`` as given when it names a .json/.csv file; for a folder, one name per run."""
+    if out.suffix in (".json", ".csv"):
+        return out
+    stamp = meta["started"].replace("-", "").replace(":", "")
+    return out / f"layers-{stamp}-h{'-'.join(map(str, hidden))}.json"
+
+
 def write_out(path: Path, meta: dict, rows: list[dict]) -> None:
     if path.suffix == ".csv":
         cols = [k for k in rows[0] if k not in ("times_ms", "cpu_ms")]
@@ -320,7 +328,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
-    p.add_argument("--out", type=Path, help="also write results (.json, or .csv)")
+    p.add_argument("--out", type=Path,
+                   help="also write results: FILE (.json or .csv), or a folder, where the record "
+                        "is named layers-<start time>-h<sizes>.json")  # fmt: skip
     p.add_argument("--no-brevitas", action="store_true")
     args = p.parse_args(argv)
     if args.quick:
@@ -343,8 +353,11 @@ def main(argv: list[str] | None = None) -> int:
         loadavg_start=os.getloadavg()[0],
         started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         git=git_state(),
-        args={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        args={k: v for k, v in vars(args).items() if k != "out"},  # the record's own path
     )
+    out = out_path(args.out, meta, args.hidden) if args.out else None
+    if out:  # made now: a missing folder must not lose the run at the end
+        out.parent.mkdir(parents=True, exist_ok=True)
     print(f"torch {meta['torch']}, threads {meta['threads']}, cpu: {meta['cpu']}")
     print(brevitas_note)
     print(f"load average {meta['loadavg_start']:.1f} on {meta['cores']} cores")
@@ -367,8 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print_table(rows)
     print_summary(rows)
-    if args.out:
-        write_out(args.out, meta, rows)
+    if out:
+        write_out(out, meta, rows)
     return 0
 
 
