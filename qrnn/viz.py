@@ -1,7 +1,10 @@
-"""Helpers for the book and notebooks: interactive figures for the static site and a plot style.
+"""Helpers for the book and notebooks: interactive figures for the static site, tables that fit a
+phone screen, and one plot style with one colour per method.
 
 :func:`figure` returns an HTML block that ``book/_static/qrnn.js`` renders in the browser (SVG,
-no kernel, no network); its data is embedded as JSON.
+no kernel, no network); its data is embedded as JSON. :data:`METHOD_COLORS` is the single
+method-to-colour map: :func:`style` and :func:`palette` give it to seaborn and matplotlib, and
+:func:`figure` embeds it in every interactive figure.
 """
 
 from __future__ import annotations
@@ -11,7 +14,31 @@ import json
 import math
 from typing import Any
 
-__all__ = ["figure", "style"]
+__all__ = ["CELL_COLORS", "METHOD_COLORS", "METRIC_LABELS", "figure", "palette", "style", "table"]
+
+# deterministic and stochastic variants of one scheme share a hue, the stochastic one lighter
+METHOD_COLORS: dict[str, str] = {
+    "float": "#4d4d4d",
+    "binary-det": "#c44e52",
+    "binary-stoch": "#ee9a9c",
+    "ternary-det": "#4c72b0",
+    "ternary-stoch": "#93b4e4",
+    "pow2-ternary": "#55a868",
+    "pow2-stoch": "#9fd4aa",
+    "exponential-det": "#8172b3",
+    "exponential-stoch": "#bcb1e3",
+}
+CELL_COLORS: dict[str, str] = {"rnn": "#dd8452", "gru": "#937860", "lstm": "#64b5cd"}
+METRIC_LABELS: dict[str, str] = {
+    "bpc": "test BPC (bits per character, lower is better)",
+    "error": "test error rate (lower is better)",
+}
+
+
+def palette(names=None) -> dict[str, str]:
+    """Colours for methods or cells, as a seaborn ``palette`` (all known names by default)."""
+    known = METHOD_COLORS | CELL_COLORS
+    return dict(known) if names is None else {n: known[n] for n in names}
 
 
 def _clean(x: Any) -> Any:
@@ -26,17 +53,41 @@ def _clean(x: Any) -> Any:
     return x
 
 
-def figure(kind: str, spec: dict | None = None, alt: str = ""):
-    """An interactive figure: ``kind`` is ``"quantizer"``, ``"results"`` or ``"lines"``."""
+def figure(kind: str, spec: dict | None = None, alt: str = "", caption: str = ""):
+    """An interactive figure: ``kind`` is ``"quantizer"``, ``"results"`` or ``"lines"``.
+    ``caption`` (HTML) is shown under it, numbered with the page's other figures."""
     from IPython.display import HTML
 
     if kind not in ("quantizer", "results", "lines"):
         raise ValueError(f"unknown figure kind {kind!r}; choose quantizer, results or lines")
-    data = html.escape(json.dumps(_clean(spec or {})), quote=True)
+    spec = {"colors": palette(), **(spec or {})}
+    data = html.escape(json.dumps(_clean(spec)), quote=True)
     label = html.escape(alt, quote=True)
+    cap = f"<figcaption><p>{caption}</p></figcaption>" if caption else ""
     return HTML(
-        f'<div class="qrnn-fig" data-kind="{kind}" data-spec="{data}" role="figure" '
-        f'aria-label="{label}"></div>'
+        f'<figure class="qrnn-figure"><div class="qrnn-fig" data-kind="{kind}" '
+        f'data-spec="{data}" role="figure" aria-label="{label}"></div>{cap}</figure>'
+    )
+
+
+def table(df, columns=None, formats: dict | None = None, name: str = "table", note: str = ""):
+    """A table for the book: the ``columns`` a reader needs (all by default) in a box that scrolls
+    sideways on a narrow screen, and every column of ``df`` as a CSV download (``name.csv``)."""
+    import base64
+
+    from IPython.display import HTML
+
+    view = df[list(columns)] if columns is not None else df
+    fmt = {k: v for k, v in (formats or {}).items() if k in view.columns}
+    body = view.style.format(fmt, na_rep="-").hide(axis="index").to_html()
+    csv = base64.b64encode(df.to_csv(index=False).encode()).decode()
+    hidden = [c for c in df.columns if c not in view.columns]
+    more = f" (all columns, also {', '.join(map(str, hidden))})" if hidden else ""
+    extra = f" {note}" if note else ""
+    return HTML(
+        f'<div class="qrnn-table"><div class="qrnn-scroll">{body}</div>'
+        f'<p class="qrnn-note"><a download="{name}.csv" href="data:text/csv;base64,{csv}">'
+        f"Download {name}.csv</a>{more}.{extra}</p></div>"
     )
 
 
