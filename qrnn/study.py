@@ -729,8 +729,13 @@ def _write_timed_record(path: Path, rec: dict, t0: float) -> dict:
 
 def summarize_ptq(profile: str = "cpu", results: str | Path = "results"):
     """``ptq.csv``: post-training vs training-time quantization per task, cell and method
-    (means over seeds), with the share of the post-training loss that training recovers:
-    ``(ptq - trained) / (ptq - float)``."""
+    (means over seeds). ``gain`` is ``ptq - trained`` in the metric's units (lower is better
+    for both metrics, so positive: quantizing during training beats quantizing afterwards).
+    ``recovered`` is the share of the post-training loss that training wins back,
+    ``gain / (ptq - float)``; it is only defined where post-training quantization loses
+    accuracy (``ptq > float``): elsewhere there is nothing to recover and it is NaN, so its sign
+    always means the same (1: all of the loss, above 1: better than float, below 0: worse than
+    quantizing afterwards)."""
     import pandas as pd
 
     from .records import atomic_write_bytes
@@ -760,9 +765,9 @@ def summarize_ptq(profile: str = "cpu", results: str | Path = "results"):
         )
         .reset_index()
     )
-    table["recovered"] = (table["ptq_test"] - table["trained_test"]) / (
-        table["ptq_test"] - table["float_test"]
-    )
+    table["gain"] = table["ptq_test"] - table["trained_test"]
+    loss = table["ptq_test"] - table["float_test"]
+    table["recovered"] = (table["gain"] / loss).where(loss > 0)
     atomic_write_bytes(Path(results) / profile / "ptq.csv", table.to_csv(index=False).encode())
     return table
 
