@@ -11,6 +11,7 @@ copies. The straight-through estimator carries the gradient back to the shadow w
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -29,10 +30,13 @@ __all__ = [
     "QuantRNN",
     "QuantRNNBase",
     "clip_shadow_",
+    "glorot_init_",
     "quantized_layers",
 ]
 
 _PARAM = re.compile(r"^(weight|bias)_(ih|hh)_l(\d+)(_reverse)?$")
+# weight_noise -> the quantizer whose stochastic-rounding variance the noise matches
+NOISE_MATCH = {"binary": quantizer("binary"), "ternary": quantizer("ternary")}
 
 
 class QuantRNNBase(nn.RNNBase):
@@ -58,6 +62,13 @@ class QuantRNNBase(nn.RNNBase):
       The fused kernels have no such step, so these layers run the reference cells in a Python
       time loop (``qrnn.cells.reference_forward``): same results contract, slower (see
       ``bench/``). Adds parameters.
+    * ``weight_noise``: ``None``, ``"binary"`` or ``"ternary"``: a *float* layer (scheme
+      ``"float"``) whose weights get, in training only, zero-mean Gaussian noise with the
+      per-weight variance of that method's stochastic rounding
+      (:meth:`qrnn.quantizers.Quantizer.rounding_variance`: binary ``H^2 - W^2`` with H = 1,
+      ternary ``W0 |W| - W^2`` with the Glorot W0), drawn once per forward like the
+      quantizers' draws. The control of issue "noise through time": variance without
+      discreteness.
     """
 
     def __init__(
@@ -72,6 +83,7 @@ class QuantRNNBase(nn.RNNBase):
         generator: torch.Generator | None = None,
         weight_norm: bool = False,
         layer_norm: bool = False,
+        weight_noise: str | None = None,
         **kwargs: Any,
     ) -> None:
         if kwargs.get("proj_size", 0):
@@ -81,6 +93,16 @@ class QuantRNNBase(nn.RNNBase):
         if stochastic and not self.quantizer.stochastic_supported:
             raise ValueError(f"scheme {scheme!r} has no stochastic variant; use stochastic=False")
         self.stochastic = bool(stochastic)
+        if weight_noise in (None, "none"):
+            weight_noise = None
+        elif weight_noise not in NOISE_MATCH:
+            raise ValueError(
+                f"weight_noise={weight_noise!r} is not allowed; choose none, "
+                + ", ".join(NOISE_MATCH)
+            )
+        elif scheme != "float":
+            raise ValueError("weight_noise needs scheme='float' (it replaces the rounding)")
+        self.weight_noise = weight_noise
         self.quantize_input = bool(quantize_input)
         self.quantize_recurrent = bool(quantize_recurrent)
         self.quantize_bias = bool(quantize_bias)
@@ -165,16 +187,25 @@ class QuantRNNBase(nn.RNNBase):
         if stochastic is None:
             stochastic = self.training and self.stochastic
         out = {}
+        noisy = self.weight_noise is not None and self.training
         for name in self._flat_weights_names:
             w = getattr(self, name)
             if self.is_quantized(name):
                 fan_in, fan_out = self.param_fans(name)
                 w = self.quantizer(w, stochastic, self.generator, fan_in=fan_in, fan_out=fan_out)
+            elif noisy and _PARAM.match(name):
+                w = w + self.weight_noise_sample(name, w)
             if self.weight_norm and name.startswith("weight"):
                 gain = getattr(self, f"{name}_gain")
                 w = w * (gain / w.norm(dim=1).clamp_min(1e-12)).unsqueeze(1)  # (G*H, I)
             out[name] = w
         return out
+
+    def weight_noise_sample(self, name: str, w: Tensor) -> Tensor:
+        """One draw of the matched noise for parameter ``name``: ``sqrt(Var(w)) * N(0, 1)``."""
+        var = NOISE_MATCH[self.weight_noise].rounding_variance(w, *self.param_fans(name))
+        eps = torch.randn(w.shape, generator=self.generator, dtype=w.dtype, device=w.device)
+        return var.sqrt() * eps
 
     @contextlib.contextmanager
     def _quantized_flat_weights(self) -> Iterator[None]:
@@ -191,7 +222,8 @@ class QuantRNNBase(nn.RNNBase):
         ``layer_norm``: the reference cells in a time loop)."""
         if self.layer_norm:
             return reference_forward(self, input, hx, weights=self.quantized_parameters())
-        if self.scheme == "float" and not self.weight_norm:
+        noisy = self.weight_noise is not None and self.training
+        if self.scheme == "float" and not self.weight_norm and not noisy:
             return super().forward(input, hx)
         # Refresh the cached flat list if the parameters were replaced, then swap in W_q;
         # super() is the torch.nn class (QuantLSTM's MRO: QuantRNNBase, nn.LSTM, nn.RNNBase).
@@ -245,6 +277,23 @@ class QuantGRU(QuantRNNBase, nn.GRU):
 
 class QuantLSTM(QuantRNNBase, nn.LSTM):
     """Quantized ``torch.nn.LSTM`` (gate order i, f, g, o). See :class:`QuantRNNBase`."""
+
+
+@torch.no_grad()
+def glorot_init_(layer: QuantRNNBase) -> QuantRNNBase:
+    """Glorot-uniform init per gate block: every matrix block ~ U(-a, a) with
+    ``a = sqrt(6 / (fan_in + fan_out))`` (the fans of :meth:`QuantRNNBase.param_fans`, the
+    same fans the ternary W0 uses), biases 0; weight-norm gains reset to the new row norms."""
+    for name in layer._flat_weights_names:
+        w = getattr(layer, name)
+        if name.startswith("bias"):
+            w.zero_()
+            continue
+        fan_in, fan_out = layer.param_fans(name)
+        w.uniform_(-1.0, 1.0).mul_(math.sqrt(6.0 / (fan_in + fan_out)))
+        if layer.weight_norm:
+            getattr(layer, f"{name}_gain").copy_(w.norm(dim=1))
+    return layer
 
 
 def quantized_layers(module: nn.Module) -> Iterator[QuantRNNBase]:

@@ -110,6 +110,8 @@ class Quantizer:
         s = self.options["scale"]
         if s == "unit":
             return 1.0
+        if s == "rms":  # the shadow tensor's own RMS, sqrt(mean(W^2)), recomputed every call
+            return max(float(w.detach().pow(2).mean().sqrt()), 1e-12)
         if s == "glorot":
             if fan_in is None or fan_out is None:
                 if w.dim() != 2:
@@ -121,6 +123,23 @@ class Quantizer:
             return math.sqrt(6.0 / (fan_in + fan_out))
         return float(s)
 
+    def rounding_variance(
+        self, w: Tensor, fan_in: int | None = None, fan_out: int | None = None
+    ) -> Tensor:
+        """Per-weight variance ``E[(q(w) - w)^2]`` of the *stochastic* rounding (binary and
+        ternary; zero for the other methods here), for weights inside the clip range.
+
+        binary: ``P(+H) = (w/H + 1)/2`` gives ``E[q] = w`` and ``E[q^2] = H^2``, so
+        ``Var = H^2 - w^2``; ternary: ``P(q = W0 sign w) = |w|/W0`` gives ``E[q] = w`` and
+        ``E[q^2] = W0 |w|``, so ``Var = W0 |w| - w^2``. Weights are clipped to ``[-s, s]`` first.
+        """
+        if self.name not in ("binary", "ternary"):
+            return torch.zeros_like(w)
+        s = self.scale(w, fan_in, fan_out)
+        a = w.detach().abs().clamp(max=s)
+        var = s * s - a * a if self.name == "binary" else s * a - a * a
+        return var.clamp_(min=0.0)
+
     def clip_bound(self, w: Tensor, fan_in: int | None = None, fan_out: int | None = None):
         """Range the shadow weights are clipped to by BinaryConnect-style clipping, or None.
 
@@ -130,6 +149,8 @@ class Quantizer:
         if self.name == "float":
             return None
         if self.name in ("binary", "ternary"):
+            if self.options["scale"] == "rms":  # clipping to its own RMS would shrink it
+                return None
             return self.scale(w, fan_in, fan_out)
         if self.name == "pow2-ternary":
             return self._fixed_point_bound()
@@ -244,8 +265,8 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 
 OPTIONS_HELP: dict[str, str] = {
     "float": "no options",
-    "binary": "scale: 'unit' (H=1, authors' code; default) | 'glorot' | number",
-    "ternary": "scale: 'glorot' (W0 per matrix; default) | 'unit' | number",
+    "binary": "scale: 'unit' (H=1, authors' code; default) | 'glorot' | 'rms' | number",
+    "ternary": "scale: 'glorot' (W0 per matrix; default) | 'unit' | 'rms' | number",
     "pow2-ternary": "integer_bits (0), fractional_bits (1), clip: 'grid' (authors' code) | 'paper'",
     "exponential": "min_exp (-22), max_exp (9)",
 }
@@ -256,7 +277,8 @@ def quantizer(name: str, **options: Any) -> Quantizer:
 
     * ``binary`` (BinaryConnect, Courbariaux et al. 2015): ``+H if w >= 0 else -H``;
       stochastic ``+H`` with probability ``clip((w/H + 1)/2, 0, 1)``. ``scale``: ``"unit"``
-      (H = 1 for every matrix, the authors' code), ``"glorot"`` or a number.
+      (H = 1 for every matrix, the authors' code), ``"glorot"``, ``"rms"`` (H = the shadow
+      tensor's RMS, recomputed at every call) or a number.
     * ``ternary`` (TernaryConnect, Lin et al. 2015): ``W0 sign(w)`` if ``|w| >= W0/2`` else 0;
       stochastic ``W0 sign(w) Bernoulli(clip(|w|/W0, 0, 1))``. ``scale``: ``"glorot"`` (W0 =
       sqrt(6/(fan_in+fan_out)), the authors' code; default), ``"unit"`` (the paper's
@@ -288,9 +310,9 @@ def quantizer(name: str, **options: Any) -> Quantizer:
     if name in ("binary", "ternary"):
         s = opts["scale"]
         numeric = isinstance(s, int | float) and not isinstance(s, bool)
-        if not (s in ("unit", "glorot") or numeric):
+        if not (s in ("unit", "glorot", "rms") or numeric):
             raise ValueError(
-                f"{name}: scale must be 'unit', 'glorot' or a positive number, got {s!r}"
+                f"{name}: scale must be 'unit', 'glorot', 'rms' or a positive number, got {s!r}"
             )
         if not isinstance(s, str):
             opts["scale"] = _check_number("scale", name, s, positive=True)

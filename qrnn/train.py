@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from . import records
-from .layers import QuantRNNBase, _QuantIO, clip_shadow_
+from .layers import QuantRNNBase, _QuantIO, clip_shadow_, glorot_init_, quantized_layers
 from .models import CELLS, DigitClassifier, LanguageModel
 from .quantizers import SCHEMES, quantizer
 
@@ -36,7 +36,15 @@ LM_TASKS = ("ptb-char", "ptb-word", "text8")
 EXECUTION_FIELDS = ("device", "threads")
 # fields added after the first records: left out of the run id while at these defaults, so
 # the ids (and records) of earlier runs stay valid
-LATER_FIELDS = {"weight_norm": False, "layer_norm": False}
+LATER_FIELDS = {"weight_norm": False, "layer_norm": False, "init": "torch", "weight_noise": "none"}
+INITS = ("torch", "glorot")
+WEIGHT_NOISE = ("none", "binary", "ternary")
+# what the records call the rule that stops a run (RunConfig.diverge_factor)
+DIVERGENCE_RULE = (
+    "non-finite training loss, or the running mean of the training loss (exponential, 50 "
+    "batches) above diverge_factor x the uniform-guess loss; validation never stops a run"
+)
+EMA_BATCHES = 50
 
 __all__ = ["TASKS", "RunConfig", "build_model", "evaluate", "load_model", "run_id", "train"]
 
@@ -51,6 +59,7 @@ class RunConfig:
     layers: int = 1  # stacked recurrent layers
     hidden: int = 128  # units per layer (and direction)
     embed: int = 0  # LM input: embedding size (0 means one-hot input)
+    init: str = "torch"  # torch (U(+-1/sqrt(H)), torch's default) | glorot (per gate block, bias 0)
     bidirectional: bool = False  # fsdd only
     input_norm: str = "none"  # fsdd: none | batch (authors' BatchNorm on the layer input)
     pool: str = "last"  # fsdd: last | mean (readout over time)
@@ -63,6 +72,7 @@ class RunConfig:
     quantize_bias: bool = True  # biases (the authors quantize them too)
     quantize_io: bool = False  # also the embedding and output layers (authors: no)
     weight_norm: bool = False  # weight normalization of the quantized recurrent matrices
+    weight_noise: str = "none"  # float only: none | binary | ternary (matched rounding noise)
     layer_norm: bool = False  # layer norm of the gate pre-activations (Python time loop: slower)
     clip_shadow: str = "auto"  # auto (binary/ternary/pow2: yes) | on | off: BinaryConnect clip
     optimizer: str = "adam"  # adam | sgd
@@ -78,7 +88,7 @@ class RunConfig:
     batch_size: int = 64  # LM: parallel streams; fsdd: recordings per batch
     train_limit: int = 0  # use only the first N training symbols (LM) / recordings (fsdd); 0: all
     eval_limit: int = 0  # same for validation and test (for smoke runs); 0: all
-    diverge_factor: float = 2.0  # diverged if a loss exceeds this x the uniform-guess loss
+    diverge_factor: float = 2.0  # diverged if the running training loss exceeds this x uniform
     seed: int = 0  # derives every generator: init, data order, stochastic rounding, dropout
     device: str = "auto"  # auto (cuda if present) | cpu | cuda | cuda:N
     threads: int = 0  # torch intra-op threads on CPU (0: torch's default)
@@ -110,6 +120,13 @@ class RunConfig:
         choice("pool", ("last", "mean"))
         choice("clip_shadow", ("auto", "on", "off"))
         choice("optimizer", ("adam", "sgd"))
+        choice("init", INITS)
+        choice("weight_noise", WEIGHT_NOISE)
+        if self.weight_noise != "none" and self.scheme != "float":
+            raise ValueError(
+                f"weight_noise={self.weight_noise!r} needs scheme='float' (got {self.scheme!r}): "
+                "the noise replaces the rounding"
+            )
         for name in ("layers", "hidden", "epochs", "bptt", "batch_size"):
             at_least(name, 1)
         for name in ("embed", "lr_patience", "early_stop", "train_limit", "eval_limit", "seed"):
@@ -267,10 +284,20 @@ def build_model(cfg: RunConfig, size: int) -> nn.Module:
         quantize_bias=cfg.quantize_bias,
         weight_norm=cfg.weight_norm,
         layer_norm=cfg.layer_norm,
+        weight_noise=cfg.weight_noise,
     )
     common = dict(cell=cfg.cell, hidden=cfg.hidden, layers=cfg.layers, dropout=cfg.dropout)
     if cfg.task in LM_TASKS:
-        return LanguageModel(size, embed=cfg.embed, quantize_io=cfg.quantize_io, **common, **quant)
+        model = LanguageModel(size, embed=cfg.embed, quantize_io=cfg.quantize_io, **common, **quant)
+    else:
+        model = _digit_model(cfg, size, common, quant)
+    if cfg.init == "glorot":
+        for layer in quantized_layers(model):
+            glorot_init_(layer)
+    return model
+
+
+def _digit_model(cfg: RunConfig, size: int, common: dict, quant: dict) -> nn.Module:
     return DigitClassifier(
         size,
         bidirectional=cfg.bidirectional,
@@ -327,7 +354,9 @@ class Diverged(Exception):
         self.reason, self.batch = reason, batch
 
 
-def _lm_epoch(model, stream, cfg, device, opt=None, progress=None, callback=None, epoch=0):
+def _lm_epoch(
+    model, stream, cfg, device, opt=None, progress=None, callback=None, epoch=0, monitor=None
+):
     """Mean loss (nats per symbol) over one pass; trains when ``opt`` is given."""
     from .data import lm_batches
 
@@ -341,14 +370,23 @@ def _lm_epoch(model, stream, cfg, device, opt=None, progress=None, callback=None
             logits, state = model(x, _detach(state))
             loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
             if training:
-                _step(model, loss, opt, cfg, i, progress, callback, epoch)
+                _step(model, loss, opt, cfg, i, progress, callback, epoch, monitor)
             total += loss.item() * y.numel()
             count += y.numel()
     return total / count, None
 
 
 def _speech_epoch(
-    model, split, cfg, device, opt=None, progress=None, callback=None, epoch=0, generator=None
+    model,
+    split,
+    cfg,
+    device,
+    opt=None,
+    progress=None,
+    callback=None,
+    epoch=0,
+    generator=None,
+    monitor=None,
 ):
     """Mean loss (nats per recording) and accuracy over one pass."""
     from .data import speech_batches
@@ -363,16 +401,19 @@ def _speech_epoch(
             logits = model(x, lengths)  # (B, 10)
             loss = nn.functional.cross_entropy(logits, y)
             if training:
-                _step(model, loss, opt, cfg, i, progress, callback, epoch)
+                _step(model, loss, opt, cfg, i, progress, callback, epoch, monitor)
             total += loss.item() * len(y)
             correct += int((logits.argmax(-1) == y).sum())
             count += len(y)
     return total / count, correct / count
 
 
-def _step(model, loss, opt, cfg, i, progress=None, callback=None, epoch=0) -> None:
-    """One optimizer step on the shadow weights (+ BinaryConnect clipping), then the hooks."""
-    if not torch.isfinite(loss):
+def _step(model, loss, opt, cfg, i, progress=None, callback=None, epoch=0, monitor=None) -> None:
+    """One optimizer step on the shadow weights (+ BinaryConnect clipping), then the hooks;
+    ``monitor`` (:class:`_LossMonitor`) applies the divergence rule to the training loss."""
+    if monitor is not None:
+        monitor.update(loss.item(), i)
+    elif not torch.isfinite(loss):
         raise Diverged(f"non-finite training loss ({loss.item()})", batch=i)
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -433,15 +474,21 @@ def train(
     invocation: Any = None,
     force: bool = False,
     data_root: str | None = None,
+    data: _Data | None = None,
     callback: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Train ``cfg`` and return its run record (also written to ``results_dir/<run-id>/``).
 
     A completed or diverged record with the same id is returned as is (``force=True`` redoes
     it). A run interrupted at any point resumes from its last epoch checkpoint and ends with
-    the same metrics as an uninterrupted run (CPU). A diverging run stops cleanly with
-    ``status="diverged"``; any other exception is recorded as ``status="failed"`` and re-raised.
-    ``callback(epoch, batch)`` runs after every training batch (progress hooks, tests).
+    the same metrics as an uninterrupted run (CPU); a checkpoint that cannot be read is set
+    aside (renamed ``checkpoint.pt.corrupt-<time>``) and the run starts again with a warning.
+    A diverging run (:data:`DIVERGENCE_RULE`) stops cleanly with ``status="diverged"`` and
+    still reports the test metric of its best checkpoint when it has one; any other exception
+    is recorded as ``status="failed"`` and re-raised. ``data``: the splits to use instead of
+    loading ``cfg.task`` (tests; see :func:`load_data`). ``callback(epoch, batch)`` runs after
+    every training batch (progress hooks, tests). The best model is also kept packed at its
+    true bit width (``model.npz``, :mod:`qrnn.export`), named in the record with its sha256.
     """
     rid = run_id(cfg)
     run_dir = Path(results_dir) / rid
@@ -465,7 +512,8 @@ def train(
         torch.set_num_threads(cfg.threads)
     seeds = derive_seeds(cfg.seed)
     t_load = time.perf_counter()
-    data = load_data(cfg, data_root, progress=not quiet)
+    if data is None:
+        data = load_data(cfg, data_root, progress=not quiet)
     load_s = time.perf_counter() - t_load
 
     torch.manual_seed(seeds["init"])  # init and dropout
@@ -483,6 +531,8 @@ def train(
         opt, mode="min", factor=cfg.lr_decay, patience=cfg.lr_patience, min_lr=cfg.min_lr
     )
     gens = {"quant": quant_gen, "data": data_gen}
+    uniform = uniform_loss(cfg, data.size)
+    monitor = _LossMonitor(limit=uniform * cfg.diverge_factor)
 
     rec = {
         "schema": records.SCHEMA,
@@ -494,8 +544,10 @@ def train(
         "best_epoch": None,
         "test": None,
         "diverged": None,
+        "divergence_rule": DIVERGENCE_RULE,
         "error": None,
         "model": model_summary(model, data.size),
+        "weights_init": weight_stats(model),
         "seeds": seeds,
         "environment": records.environment(device, torch.get_num_threads()),
         "data": data.stats,
@@ -504,11 +556,12 @@ def train(
         "finished": None,
         "wall_time_s": 0.0,
         "data_load_s": load_s,
-        "uniform_loss": uniform_loss(cfg, data.size),
+        "uniform_loss": uniform,
+        "baseline": baseline_metric(cfg, data),
     }
     best_metric, stale, start_epoch = math.inf, 0, 1
-    if ckpt_path.exists():  # resume
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+    ck = _load_checkpoint(ckpt_path, device, quiet)
+    if ck is not None:  # resume
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
@@ -516,12 +569,12 @@ def train(
         rec["epochs"], rec["best_epoch"] = ck["epochs"], ck["best_epoch"]
         rec["started"], rec["wall_time_s"] = ck["started"], ck["wall_time_s"]
         best_metric, stale, start_epoch = ck["best_metric"], ck["stale"], ck["epoch"] + 1
+        monitor.value = ck.get("monitor")
         rec["resumed_from_epoch"] = ck["epoch"]
     records.atomic_write_json(rec_path, rec)
 
     run_epoch = _lm_epoch if cfg.task in LM_TASKS else _speech_epoch
     extra = {} if cfg.task in LM_TASKS else {"generator": data_gen}
-    limit = rec["uniform_loss"] * cfg.diverge_factor
     try:
         from tqdm import tqdm  # not tqdm.auto: no widget warning inside notebooks
 
@@ -538,8 +591,9 @@ def train(
                 unit="batch",
             ) as bar:
                 tr_loss, tr_acc = run_epoch(
-                    model, data.train, cfg, device, opt, bar, callback, epoch, **extra
-                )
+                    model, data.train, cfg, device, opt, bar, callback, epoch, monitor=monitor,
+                    **extra,
+                )  # fmt: skip
             valid = evaluate(model, data.valid, cfg, device)
             lr = opt.param_groups[0]["lr"]
             wall = time.perf_counter() - t0
@@ -551,18 +605,14 @@ def train(
                 "valid_metric": valid["metric"],
                 "lr": lr,
                 "wall_s": wall,
+                "steps": epoch * n_batches,
+                "weights": weight_stats(model),
             }
             if "accuracy" in valid:
                 entry["valid_accuracy"] = valid["accuracy"]
             rec["epochs"].append(entry)
             rec["wall_time_s"] += wall
-            for what, value in (("training", tr_loss), ("validation", valid["loss"])):
-                if not math.isfinite(value) or value > limit:
-                    raise Diverged(
-                        f"{what} loss {value:.4g} above {cfg.diverge_factor} x uniform "
-                        f"({rec['uniform_loss']:.4g})"
-                    )
-            if valid["metric"] < best_metric:
+            if math.isfinite(valid["metric"]) and valid["metric"] < best_metric:
                 best_metric, stale, rec["best_epoch"] = valid["metric"], 0, epoch
                 records.atomic_torch_save(best_path, model.state_dict())
             else:
@@ -580,6 +630,7 @@ def train(
                     "best_epoch": rec["best_epoch"],
                     "best_metric": best_metric,
                     "stale": stale,
+                    "monitor": monitor.value,
                     "started": rec["started"],
                     "wall_time_s": rec["wall_time_s"],
                 },
@@ -587,8 +638,6 @@ def train(
             records.atomic_write_json(rec_path, rec)
             if not quiet:
                 print(_epoch_line(cfg, entry), file=sys.stderr, flush=True)
-        model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
-        rec["test"] = evaluate(model, data.test, cfg, device)
         rec["status"] = "completed"
     except Diverged as d:
         epoch_no = len(rec["epochs"]) + (0 if d.batch is None else 1)
@@ -600,10 +649,137 @@ def train(
         rec["finished"] = records.now()
         records.atomic_write_json(rec_path, rec)
         raise
+    if best_path.exists() and rec["best_epoch"] is not None:  # test the best checkpoint
+        model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
+        rec["test"] = evaluate(model, data.test, cfg, device)
+        rec["packed"] = _keep_packed(model, run_dir, rec, data, cfg)
+    rec["convergence"] = convergence(rec)
+    rec["learned"] = None if rec["test"] is None else learned(rec)
     rec["finished"] = records.now()
     records.atomic_write_json(rec_path, rec)
-    ckpt_path.unlink(missing_ok=True)  # the record and the best weights remain
+    ckpt_path.unlink(missing_ok=True)  # the record, the best weights and the packed file remain
     return rec
+
+
+class _LossMonitor:
+    """Running mean of the training loss, ``m <- m + (loss - m) / EMA_BATCHES``; raises
+    :class:`Diverged` on a non-finite loss or when ``m`` exceeds ``limit``."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit, self.value = limit, None
+
+    def update(self, loss: float, batch: int) -> None:
+        if not math.isfinite(loss):
+            raise Diverged(f"non-finite training loss ({loss})", batch=batch)
+        self.value = loss if self.value is None else self.value + (loss - self.value) / EMA_BATCHES
+        if self.value > self.limit:
+            raise Diverged(
+                f"running training loss {self.value:.4g} above the limit {self.limit:.4g} "
+                "(diverge_factor x uniform-guess loss)",
+                batch=batch,
+            )
+
+
+def _load_checkpoint(path: Path, device, quiet: bool) -> dict | None:
+    """The checkpoint at ``path``, or None when there is none; an unreadable one is renamed
+    (never deleted) and None returned, so the run starts again from scratch."""
+    if not path.exists():
+        return None
+    try:
+        ck = torch.load(path, map_location=device, weights_only=False)
+        missing = {"epoch", "model", "optimizer", "scheduler", "rng"} - set(ck)
+        if missing:
+            raise ValueError(f"missing {sorted(missing)}")
+        return ck
+    except Exception as e:  # truncated, corrupt or foreign file
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        path.rename(aside)
+        import warnings
+
+        warnings.warn(
+            f"checkpoint {path} could not be read ({type(e).__name__}: {str(e)[:200]}); "
+            f"set aside as {aside.name}, the run starts again from its first epoch",
+            stacklevel=3,
+        )
+        return None
+
+
+def _keep_packed(model: nn.Module, run_dir: Path, rec: dict, data: _Data, cfg) -> dict:
+    """Pack the best model (``model.npz``), reload it and evaluate the reloaded copy: the
+    record keeps the file's name, sha256, size and the reloaded test metric."""
+    from .export import load_packed, pack_model
+
+    path = run_dir / "model.npz"
+    source = {k: rec.get(k) for k in ("run_id", "config", "best_epoch", "status")}
+    source["input_size"] = rec["model"]["input_size"]
+    device = next(model.parameters()).device
+    size = pack_model(model.cpu(), path, source)
+    model.to(device)
+    back = load_packed(path).to(device)
+    test = evaluate(back, data.test, cfg, device)
+    return {
+        "file": path.name,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "bytes": size["file_bytes"],
+        "fp32_bytes": size["fp32_bytes"],
+        "bits": size["bits"],
+        "test_metric": test["metric"],
+    }
+
+
+def convergence(rec: dict) -> dict:
+    """Was validation still improving at the end? ``still_improving``: the best validation
+    epoch is the last epoch run (more epochs would likely have helped)."""
+    n, best = len(rec["epochs"]), rec["best_epoch"]
+    return {
+        "epochs_run": n,
+        "best_epoch": best,
+        "still_improving": bool(n and best == n),
+        "early_stopped": bool(n and best is not None and n < rec["config"]["epochs"]
+                              and rec["status"] == "completed"),
+    }  # fmt: skip
+
+
+def learned(rec: dict) -> bool:
+    """Did the model learn anything? Its test metric beats the baseline (PTB: the unigram
+    model of the training text; digits: chance)."""
+    return bool(rec["test"]["metric"] < rec["baseline"]["metric"])
+
+
+def baseline_metric(cfg: RunConfig, data: _Data) -> dict:
+    """The no-learning reference on the test split: LM tasks, the unigram model of the
+    training symbols (add-one smoothed); digits, chance (0.9 error)."""
+    if cfg.task not in LM_TASKS:
+        return {"name": "chance", "metric": 0.9}
+    counts = torch.bincount(data.train, minlength=data.size).double() + 1.0
+    logp = (counts / counts.sum()).log()
+    loss = float(-logp[data.test].mean())
+    return {"name": "unigram", "metric": _lm_metric(cfg, loss)}
+
+
+@torch.no_grad()
+def weight_stats(model: nn.Module) -> dict:
+    """Per parameter of every recurrent layer, of the deterministic (evaluation) weights:
+    ``zero`` share of exact zeros, ``rms``, and for matrices ``spectral`` (largest singular
+    value) and ``block_spectral`` (per gate block, H rows each)."""
+    out = {}
+    for lname, layer in model.named_modules():
+        if not isinstance(layer, QuantRNNBase):
+            continue
+        was = layer.training
+        layer.eval()
+        q = layer.quantized_parameters(False)
+        layer.train(was)
+        for name, w in q.items():
+            w = w.detach().double()
+            s = {"quantized": layer.is_quantized(name), "zero": float((w == 0).double().mean()),
+                 "rms": float(w.pow(2).mean().sqrt())}  # fmt: skip
+            if w.dim() == 2:
+                s["spectral"] = float(torch.linalg.matrix_norm(w, ord=2))
+                blocks = w.split(layer.hidden_size, dim=0)
+                s["block_spectral"] = [float(torch.linalg.matrix_norm(b, ord=2)) for b in blocks]
+            out[f"{lname}.{name}" if lname else name] = s
+    return out
 
 
 def _num_batches(cfg, split) -> int:
@@ -623,14 +799,24 @@ def _epoch_line(cfg, e: dict) -> str:
 
 
 def load_model(run: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
-    """The best-validation model of a run folder (``model.pt``) and its record, in eval mode."""
+    """The best-validation model of a run folder and its record, in eval mode: the full
+    checkpoint ``model.pt`` when present (shadow weights), else the packed ``model.npz``
+    (quantized weights only, as committed)."""
     run = Path(run)
     rec = records.load_record(run)
     cfg = config_from_dict(rec["config"])
     model = build_model(cfg, rec["model"]["input_size"])
     weights = run / "model.pt"
     if not weights.exists():
-        raise FileNotFoundError(f"{run} has no model.pt (status {rec['status']!r})")
+        packed = run / (rec.get("packed") or {}).get("file", "model.npz")
+        if packed.exists():  # committed runs keep the packed file only
+            from .export import load_packed
+
+            return load_packed(packed).to(device).eval(), rec
+        raise FileNotFoundError(
+            f"{run} has neither model.pt nor model.npz (status {rec['status']!r}): the run "
+            "kept no trained weights"
+        )
     model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
     return model.to(device).eval(), rec
 

@@ -27,25 +27,37 @@ def _metrics(results, profile="smoke"):
 def test_grids_cover_the_paper_design():
     cpu = study.grid("cpu")
     main_runs = [r for r in cpu if r.experiment == "main"]
-    assert len(main_runs) == 3 * 3 * 8 * 3  # task x cell x method x seed
+    assert len(main_runs) == 8 * 3  # PTB-char LSTM: method x seed
     assert {r.method for r in main_runs} == {m[0] for m in study.METHODS}
-    assert {r.config.split for r in main_runs if r.config.task == "fsdd"} == {
-        "standard",
-        "speakers",
+    digits = [r for r in cpu if r.experiment == "digits"]
+    assert len(digits) == 2 * 3 * 8 * 5  # split x cell x method x 5 seeds
+    assert {r.config.split for r in digits} == {"standard", "speakers"}
+    # one parameterization for every method (issue 12): embedding, Glorot init, full text
+    assert {(r.config.embed, r.config.init, r.config.train_limit) for r in main_runs} == {
+        (32, "glorot", 0)
     }
+    assert {r.config.init for r in cpu} == {"glorot"}
     overfit = [r for r in cpu if r.experiment == "overfit"]
     assert {r.method for r in overfit} == set(study.STOCHASTIC_METHODS)
     assert all(r.config.stochastic == (r.method != "float") for r in overfit)
     assert len({r.run_id for r in cpu}) == len(cpu)  # every run distinct
+    # the cause experiments change only the method's own fields (issue 14)
+    key = {(r.task, r.cell, r.method, r.seed): r.config for r in main_runs + digits}
+    base = {(r.task, r.cell, r.seed): r.config for r in main_runs + digits if r.method == "float"}
+    for r in cpu:
+        if r.experiment in ("scale", "noise", "digits-cause"):
+            diff = {
+                k for k, v in vars(r.config).items() if vars(base[(r.task, r.cell, r.seed)])[k] != v
+            }
+            assert diff <= {"scheme", "stochastic", "quantizer_options", "weight_noise"}, diff
     norm = [r for r in cpu if r.experiment == "normalization"]
     assert all(r.config.weight_norm and not r.config.layer_norm for r in norm)
     ln = [r for r in cpu if r.experiment == "layernorm"]
     assert all(r.config.layer_norm and r.cell == "lstm" for r in ln) and len(ln) == 2 * 5 * 3
     # the normalization experiments change nothing else than the normalization
-    key = {(r.task, r.cell, r.method, r.seed): r.config for r in main_runs}
     for r in norm + ln:
-        base = key[(r.task, r.cell, r.method, r.seed)]
-        diff = {k for k, v in vars(r.config).items() if vars(base)[k] != v}
+        base_cfg = key[(r.task, r.cell, r.method, r.seed)]
+        diff = {k for k, v in vars(r.config).items() if vars(base_cfg)[k] != v}
         assert diff == ({"weight_norm"} if r in norm else {"layer_norm"})
     paper = study.grid("paper", ["task=ptb-char", "experiment=main"])
     assert {r.config.hidden for r in paper} == {1000}
