@@ -1,6 +1,10 @@
-"""The ``qrnn`` command: ``schemes``, ``train``, ``show``.
+"""The ``qrnn`` command: ``schemes``, ``train``, ``show``, ``export``, ``study``.
 
-Bad arguments exit with status 2 and an argparse message naming the allowed values.
+Bad arguments exit with status 2 and an argparse message naming the allowed values. Errors
+a user can cause later (missing data, an unwritable results folder, a corrupt record or
+packed file, a run claimed by another runner) end in one line ``qrnn: error: ...`` and exit
+status 2; ``--debug`` (or ``QRNN_DEBUG=1``) shows the traceback instead. Other exceptions
+are bugs and keep their traceback.
 """
 
 from __future__ import annotations
@@ -8,7 +12,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from .quantizers import OPTIONS_HELP, SCHEMES, quantizer
@@ -51,8 +57,11 @@ def _json_dict(text: str) -> dict:
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    from . import train
     from .train import FIELD_HELP, RunConfig
 
+    choices = {**CHOICES, "init": getattr(train, "INITS", None),
+               "weight_noise": getattr(train, "WEIGHT_NOISE", None)}  # fmt: skip
     g = p.add_argument_group("run configuration (every field of qrnn.train.RunConfig)")
     for f in dataclasses.fields(RunConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -67,26 +76,69 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         else:
             typ = {"int": int, "float": float, "str": str}[str(f.type)]
             g.add_argument(
-                flag, type=typ, default=default, choices=CHOICES.get(f.name), help=helptext
+                flag, type=typ, default=default, choices=choices.get(f.name), help=helptext
             )
 
 
+class Refused(Exception):
+    """A request refused with a message (one line, exit status 2)."""
+
+
+def writable_folder(folder: str | Path, what: str = "results folder", flag: str = "--results"):
+    """``folder``, created if needed, after checking that files can be written in it."""
+    p = Path(folder)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=p, prefix=".qrnn-write-test-"):
+            pass
+    except OSError as e:
+        raise Refused(
+            f"{what} {p} cannot be created or written ({e.strerror or e}); pass {flag} a "
+            "writable folder"
+        ) from e
+    return p
+
+
+def data_folder(folder: str | None) -> str | None:
+    """``--data``: None (use $QRNN_DATA, the cache or a download) or a readable folder."""
+    if folder is None:
+        return None
+    p = Path(folder).expanduser()
+    layout = "a folder laid out like the data mirror (ptb/, fsdd/recordings/)"
+    if not p.is_dir():
+        raise Refused(f"--data {folder}: no such folder; pass {layout}, or leave --data out")
+    if not os.access(p, os.R_OK | os.X_OK):
+        raise Refused(f"--data {folder}: the folder is not readable; pass {layout}")
+    return str(p)
+
+
 def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .train import RunConfig, train
+    from . import runlock
+    from .train import RunConfig, run_id, train
 
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     try:
         cfg = RunConfig(**{k: v for k, v in vars(args).items() if k in fields})
     except ValueError as e:
         parser.error(str(e))
-    rec = train(
-        cfg,
-        args.results,
-        quiet=args.quiet,
-        force=args.force,
-        data_root=args.data,
-        invocation={"argv": ["qrnn", *sys.argv[1:]]},
-    )
+    data = data_folder(args.data)
+    results = writable_folder(args.results)
+    claim = runlock.acquire(results / run_id(cfg))
+    if claim is None:
+        info = runlock.read(results / run_id(cfg)) or {"age_s": 0.0}
+        raise Refused(
+            f"run {run_id(cfg)} is being trained elsewhere ({runlock.describe(info)}); wait "
+            f"for it, or remove {results / run_id(cfg) / runlock.CLAIM} if that runner is gone"
+        )
+    with claim:
+        rec = train(
+            cfg,
+            results,
+            quiet=args.quiet,
+            force=args.force,
+            data_root=data,
+            invocation={"argv": ["qrnn", *sys.argv[1:]]},
+        )
     print(summary(rec))
     return 0 if rec["status"] in ("completed", "diverged") else 1
 
@@ -150,14 +202,37 @@ def summary(rec: dict) -> str:
     return "\n".join(lines)
 
 
+def packed_summary(meta: dict) -> str:
+    """Human-readable summary of a packed file's metadata."""
+    src = meta.get("source") or {}
+    arch = meta["architecture"]
+    methods = ", ".join(f"{m['scheme']} ({m['bits']} bits)" for m in meta["methods"]) or "none"
+    test = src.get("test") or {}
+    return "\n".join([
+        f"packed   {meta['format']} version {meta['version']} (written by qrnn {meta['qrnn']})",
+        f"run      {src.get('run_id', '?')}",
+        f"model    {arch['family']} {json.dumps(arch['kwargs'])}",
+        f"methods  {methods}",
+        f"tensors  {len(meta['tensors'])}"
+        + (f"; test {test['metric']:.4f}" if "metric" in test else ""),
+    ])  # fmt: skip
+
+
 def _show(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .records import load_record
 
+    p = Path(args.run)
+    if p.suffix == ".npz" or (p.is_file() and p.name != "run.json"):
+        from .export import read_packed
+
+        meta = read_packed(p)["meta"]  # PackedFormatError / FileNotFoundError: one line
+        print(json.dumps(meta, indent=1) if args.json else packed_summary(meta))
+        return 0
     try:
         run = find_run(args.run, args.results)
-        rec = load_record(run)
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
+    rec = load_record(run)  # a corrupt record: one line
     print(json.dumps(rec, indent=1) if args.json else summary(rec))
     return 0
 
@@ -175,6 +250,8 @@ def _study(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             counts: dict[str, int] = {}
             for o in outcomes:
                 counts[o["status"]] = counts.get(o["status"], 0) + 1
+                if o["status"] in ("failed", "running elsewhere"):
+                    print(f"  {o['status']:17s} {o['run_id']}: {o.get('detail') or '?'}")
             print(f"{args.profile}: {len(outcomes)} runs: {json.dumps(counts)}")
             return 0
         if args.study_command == "status":
@@ -184,11 +261,12 @@ def _study(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             width = 30
             filled = round(width * finished / total) if total else width
             print(f"{args.profile} [{'#' * filled}{'.' * (width - filled)}] {finished}/{total}")
+            folder = study.runs_dir(args.results, args.profile)
             for name, ids in by.items():
-                print(f"  {name:10s} {len(ids)}")
-                if args.verbose and name in ("running", "failed", "diverged"):
+                print(f"  {name:11s} {len(ids)}")
+                if args.verbose and name in ("running", "interrupted", "failed", "diverged"):
                     for rid in ids:
-                        print(f"      {rid}")
+                        print(f"      {rid}{_run_note(name, folder / rid)}")
             return 0
         if args.study_command == "ptq":
             made = study.post_training(args.profile, args.results, data_root=args.data)
@@ -209,6 +287,23 @@ def _study(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return 0
     except ValueError as e:
         parser.error(str(e))
+
+
+def _run_note(status: str, run_dir: Path) -> str:
+    """Who trains a running run; the first line of a failed run's error."""
+    from . import runlock
+
+    if status == "running":
+        info = runlock.read(run_dir)
+        return f"  ({runlock.describe(info)})" if info else ""
+    if status == "failed" and (run_dir / "error.txt").is_file():
+        return "  " + (run_dir / "error.txt").read_text(errors="replace").partition("\n")[0]
+    return ""
+
+
+def _add_debug(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show the traceback of an error (also: QRNN_DEBUG=1)")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -281,13 +376,36 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "status":
             sp.add_argument("--verbose", "-v", action="store_true", help="list unfinished ids")
         sp.set_defaults(func=_study, subparser=sp)
+    _add_debug(p)
+    for name, sp in sub.choices.items():
+        if name != "study":
+            _add_debug(sp)
+    for sp in stsub.choices.values():
+        _add_debug(sp)
     return p
 
 
+def error_line(e: BaseException) -> str:
+    """One line naming what was wrong (an OSError as ``reason: path``)."""
+    if isinstance(e, OSError) and e.strerror and e.filename is not None:
+        msg = f"{e.strerror}: {e.filename}" + (f" -> {e.filename2}" if e.filename2 else "")
+    else:
+        msg = str(e) or type(e).__name__
+    return " ".join(msg.split())
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command; user-caused errors end in one line on stderr and exit status 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.func(args, args.subparser)
+    debug = getattr(args, "debug", False) or os.environ.get("QRNN_DEBUG", "") not in ("", "0")
+    try:
+        return args.func(args, args.subparser)
+    except (Refused, ValueError, OSError) as e:  # data, folders, records, packed files, claims
+        if debug:
+            raise
+        print(f"qrnn: error: {error_line(e)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

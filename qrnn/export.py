@@ -480,7 +480,9 @@ def load_packed(path: str | Path, model: nn.Module | None = None) -> nn.Module:
     :class:`ArchitectureMismatch` names the differences.
     """
     packed = read_packed(path)
-    arch = packed["meta"]["architecture"]
+    arch = packed["meta"].get("architecture")
+    if not isinstance(arch, dict) or not isinstance(arch.get("kwargs"), dict):
+        raise PackedFormatError(f"{path}: malformed metadata (no architecture); re-export the run")
     if model is None:
         model = _build(arch)
     else:
@@ -540,6 +542,14 @@ def _export_cmd(args, parser) -> int:
         parser.error(str(e))
     if not (run / "model.pt").is_file():
         parser.error(f"{run} has no model.pt (the run did not finish an epoch)")
+    try:
+        torch.load(run / "model.pt", map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or overwritten file: torch raises several types
+        why = " ".join(str(e).split())[:200]
+        parser.error(
+            f"{run / 'model.pt'} is corrupt or truncated ({type(e).__name__}: {why}); "
+            "train the run again (qrnn train ... --force) or restore the file"
+        )
     t0 = time.perf_counter()
     try:
         rep = export_run(run, args.out)

@@ -66,7 +66,18 @@ REQUIRED_KEYS = (
 STATUSES = ("running", "completed", "diverged", "failed")
 EPOCH_KEYS = ("epoch", "train_loss", "train_metric", "valid_loss", "valid_metric", "lr", "wall_s")
 
-__all__ = ["SCHEMA", "atomic_write_bytes", "atomic_write_json", "environment", "load_record"]
+__all__ = [
+    "SCHEMA",
+    "RecordError",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "environment",
+    "load_record",
+]
+
+
+class RecordError(ValueError):
+    """A run record that cannot be read: not JSON (corrupt, truncated) or not the schema."""
 
 
 def now() -> str:
@@ -110,13 +121,14 @@ def load_record(path: str | os.PathLike) -> dict:
         p = p / "run.json"
     if not p.is_file():
         raise FileNotFoundError(f"no run record at {p}")
+    fix = "restore it, or delete the run folder's run.json to train the run again"
     try:
         rec = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{p} is not valid JSON: {e}") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RecordError(f"run record {p} is corrupt or truncated (not JSON: {e}); {fix}") from e
     problems = validate(rec)
     if problems:
-        raise ValueError(f"{p} is not a {SCHEMA} record: {'; '.join(problems)}")
+        raise RecordError(f"{p} is not a {SCHEMA} record: {'; '.join(problems)}; {fix}")
     return rec
 
 
@@ -129,7 +141,13 @@ def validate(rec: dict) -> list[str]:
         out.append(f"schema is {rec.get('schema')!r}, expected {SCHEMA!r}")
     if rec.get("status") not in STATUSES:
         out.append(f"status {rec.get('status')!r} not in {STATUSES}")
-    for e in rec.get("epochs") or []:
+    epochs = rec.get("epochs") or []
+    if not isinstance(epochs, list):
+        return [*out, "epochs is not a list"]
+    for e in epochs:
+        if not isinstance(e, dict):
+            out.append("an epoch entry is not an object")
+            break
         missing = [k for k in EPOCH_KEYS if k not in e]
         if missing:
             out.append(f"epoch entry lacks {missing}")

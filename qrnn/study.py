@@ -295,15 +295,31 @@ def _portable(path: Path) -> str:
     return str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else str(p)
 
 
-def record_status(run_dir: Path) -> str:
-    """pending | running | completed | diverged | failed, from the files of a run folder."""
+def record_status(run_dir: Path, claims: bool = True) -> str:
+    """pending | running | interrupted | completed | diverged | failed, from a run folder.
+
+    ``running``: a live claim (:mod:`qrnn.runlock`) holds the run, in this process or
+    elsewhere; ``interrupted``: the record says running but no runner holds it (running it
+    again resumes from its checkpoint); ``failed`` also for an unreadable record.
+    ``claims=False`` judges by the files alone."""
+    from .runlock import holder
+
     rec = run_dir / "run.json"
-    if not rec.exists():
-        return "failed" if (run_dir / "error.txt").exists() else "pending"
-    try:
-        return json.loads(rec.read_text())["status"]
-    except (json.JSONDecodeError, KeyError):
+    recorded = None
+    if rec.exists():
+        try:
+            recorded = json.loads(rec.read_text())["status"]
+        except (ValueError, KeyError, TypeError, OSError):  # corrupt or truncated record
+            recorded = "failed"
+    if recorded in ("completed", "diverged"):
+        return recorded
+    if claims and holder(run_dir) is not None:
+        return "running"
+    if recorded == "running":
+        return "interrupted"
+    if recorded is not None or (run_dir / "error.txt").exists():
         return "failed"
+    return "pending"
 
 
 def execute_notebook(src: str, dst: str, **kwargs: Any) -> None:
@@ -331,14 +347,47 @@ def execute_notebook(src: str, dst: str, **kwargs: Any) -> None:
     pm.execute_notebook(src, dst, **kwargs)
 
 
+def _error_text(e: BaseException) -> str:
+    """``error.txt``: one line naming the error (a notebook's ``ename: evalue``), then details."""
+    import re
+
+    detail = "".join(traceback.format_exception_only(type(e), e)).strip()
+    ename, evalue = getattr(e, "ename", None), getattr(e, "evalue", None)
+    first = f"{ename}: {evalue}" if ename else detail.splitlines()[-1] if detail else repr(e)
+    ansi = re.compile(r"\x1b\[[0-9;]*m")
+    first = " ".join(ansi.sub("", first).split())
+    return first + "\n\n" + ansi.sub("", detail)[-4000:] + "\n"
+
+
 def execute_run(run: Run, results: str, data_root: str | None = None) -> dict:
-    """Execute one run through papermill (in this process or a Dask worker). Never raises."""
+    """Execute one run through papermill (in this process or a Dask worker). Never raises.
+
+    The run is claimed first (:func:`qrnn.runlock.acquire`); a run another runner holds is
+    skipped with status ``"running elsewhere"`` and the holder in ``detail``."""
+    from . import runlock
+
     out_dir = Path(results)
     run_dir = out_dir / run.run_id
     status = record_status(run_dir)
     if status in ("completed", "diverged"):
         return {"run_id": run.run_id, "status": status, "skipped": True, "seconds": 0.0}
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        claim = runlock.acquire(run_dir)
+    except OSError as e:  # e.g. the shared folder is not reachable from this worker
+        return {"run_id": run.run_id, "status": "failed", "skipped": False, "seconds": 0.0,
+                "detail": f"cannot claim the run in {run_dir}: {e}"}  # fmt: skip
+    if claim is None:
+        info = runlock.read(run_dir)
+        return {"run_id": run.run_id, "status": "running elsewhere", "skipped": True,
+                "seconds": 0.0, "detail": runlock.describe(info) if info else None}  # fmt: skip
+    with claim:
+        status = record_status(run_dir)  # another runner may have finished it meanwhile
+        if status in ("completed", "diverged"):
+            return {"run_id": run.run_id, "status": status, "skipped": True, "seconds": 0.0}
+        return _execute_claimed(run, out_dir, run_dir, data_root)
+
+
+def _execute_claimed(run: Run, out_dir: Path, run_dir: Path, data_root: str | None) -> dict:
     (run_dir / "error.txt").unlink(missing_ok=True)
     where = out_dir.resolve()  # relative to the notebook's cwd when inside the repository
     where = where.relative_to(ROOT) if where.is_relative_to(ROOT) else where
@@ -351,16 +400,15 @@ def execute_run(run: Run, results: str, data_root: str | None = None) -> dict:
             cwd=str(ROOT), kernel_name="python3", progress_bar=False,
         )  # fmt: skip
     except Exception as e:  # recorded; the study goes on
-        msg = "".join(traceback.format_exception_only(type(e), e)).strip()
         from .records import atomic_write_bytes
 
-        atomic_write_bytes(run_dir / "error.txt", msg[-4000:].encode())
-    return {
-        "run_id": run.run_id,
-        "status": record_status(run_dir),
-        "skipped": False,
-        "seconds": time.perf_counter() - t0,
-    }
+        atomic_write_bytes(run_dir / "error.txt", _error_text(e).encode())
+    status = record_status(run_dir, claims=False)  # our claim is still held
+    out = {"run_id": run.run_id, "status": status, "skipped": False,
+           "seconds": time.perf_counter() - t0}  # fmt: skip
+    if status == "failed" and (run_dir / "error.txt").is_file():
+        out["detail"] = (run_dir / "error.txt").read_text(errors="replace").partition("\n")[0]
+    return out
 
 
 def run_study(
@@ -460,10 +508,11 @@ def _write_manifest(folder: Path, profile: str, runs: list[Run]) -> None:
 
 
 def status(profile: str, results: str | Path = "results", only=None) -> dict[str, list[str]]:
-    """Run ids by status (pending, running, completed, diverged, failed)."""
+    """Run ids by status (:func:`record_status`): pending, running (claimed by a live runner,
+    here or elsewhere), interrupted, completed, diverged, failed."""
     out = runs_dir(results, profile)
-    by: dict[str, list[str]] = {s: [] for s in ("pending", "running", "completed", "diverged",
-                                                "failed")}  # fmt: skip
+    by: dict[str, list[str]] = {s: [] for s in ("pending", "running", "interrupted", "completed",
+                                                "diverged", "failed")}  # fmt: skip
     for r in grid(profile, only):
         by[record_status(out / r.run_id)].append(r.run_id)
     return by
