@@ -1,44 +1,47 @@
-"""Write notebooks/jacobian.ipynb (source, no outputs): why binarization fails, measured with
-qrnn.analysis. Rerun after changing it: python scripts/make_jacobian_notebook.py"""
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
-from pathlib import Path
+# %% [markdown]
+# # Why binarization fails: Jacobians, saturation and quantization noise
+#
+# One recurrent layer per method is driven over one validation sequence with the reference cells
+# (float64, deterministic quantized weights, evaluation semantics), and `qrnn.analysis` measures:
+#
+# * the step Jacobian $J_t = \partial s_t / \partial s_{t-1}$ ($s = h$; LSTM $s = [h; c]$) and
+#   its singular values; for the vanilla RNN $J_t = \mathrm{diag}(f'(a_t))\, W_{hh}$;
+# * how a gradient survives through time: $\lVert J_T J_{T-1} \cdots J_{T-k+1} \rVert_2 =
+#   \lVert \partial s_T / \partial s_{T-k} \rVert_2$ for $k = 1..T$;
+# * gate pre-activations: standard deviation and saturated fraction (a unit is saturated when
+#   its nonlinearity's derivative is below `tol` of its maximum: tanh $|a| > 2.99$, sigmoid
+#   $|a| > 5.99$ at 1 %);
+# * quantization noise $e = (W_q - W)\,v$ measured over stochastic draws against
+#   $\mathrm{Var}\, e_i = \sum_j \mathrm{Var}(W_{q,ij})\, v_j^2$ with the per-weight variance of
+#   each method (binary $H^2 - w^2$, ternary $W_0|w| - w^2$, pow2 stochastic rounding
+#   $(w - lo)(hi - w)$, exponential $(|w| - 2^k)(2^{k+1} - |w|)$); deterministic methods have no
+#   variance but a bias;
+# * histograms of the shadow and quantized weights.
+#
+# Binary with $H = 1$ (the authors' choice), binary with Glorot-scaled $H$ and ternary share the
+# same shadow weights at initialization, so their comparison separates the *scale* of the
+# binary weights from the *noise* of rounding near-zero weights to $\pm H$.
+#
+# Run it with papermill, for example on trained checkpoints of the `cpu` study profile:
+#
+# ```bash
+# papermill notebooks/jacobian.ipynb out.ipynb --cwd . -p task ptb-char -p cell gru \
+#     -p source results/cpu
+# ```
 
-import nbformat as nbf
-from notebook_util import write_notebook
-
-ROOT = Path(__file__).resolve().parent.parent
-
-INTRO = r"""# Why binarization fails: Jacobians, saturation and quantization noise
-
-One recurrent layer per method is driven over one validation sequence with the reference cells
-(float64, deterministic quantized weights, evaluation semantics), and `qrnn.analysis` measures:
-
-* the step Jacobian $J_t = \partial s_t / \partial s_{t-1}$ ($s = h$; LSTM $s = [h; c]$) and
-  its singular values; for the vanilla RNN $J_t = \mathrm{diag}(f'(a_t))\, W_{hh}$;
-* how a gradient survives through time: $\lVert J_T J_{T-1} \cdots J_{T-k+1} \rVert_2 =
-  \lVert \partial s_T / \partial s_{T-k} \rVert_2$ for $k = 1..T$;
-* gate pre-activations: standard deviation and saturated fraction (a unit is saturated when
-  its nonlinearity's derivative is below `tol` of its maximum: tanh $|a| > 2.99$, sigmoid
-  $|a| > 5.99$ at 1 %);
-* quantization noise $e = (W_q - W)\,v$ measured over stochastic draws against
-  $\mathrm{Var}\, e_i = \sum_j \mathrm{Var}(W_{q,ij})\, v_j^2$ with the per-weight variance of
-  each method (binary $H^2 - w^2$, ternary $W_0|w| - w^2$, pow2 stochastic rounding
-  $(w - lo)(hi - w)$, exponential $(|w| - 2^k)(2^{k+1} - |w|)$); deterministic methods have no
-  variance but a bias;
-* histograms of the shadow and quantized weights.
-
-Binary with $H = 1$ (the authors' choice), binary with Glorot-scaled $H$ and ternary share the
-same shadow weights at initialization, so their comparison separates the *scale* of the
-binary weights from the *noise* of rounding near-zero weights to $\pm H$.
-
-Run it with papermill, for example on trained checkpoints of the `cpu` study profile:
-
-```bash
-papermill notebooks/jacobian.ipynb out.ipynb --cwd . -p task ptb-char -p cell gru \
-    -p source results/cpu
-```"""
-
-PARAMS = """\
+# %% tags=["parameters"]
 # Parameters (papermill: -p name value)
 task = "ptb-char"  # ptb-char | fsdd | fsdd-speakers
 cell = "lstm"  # rnn | gru | lstm
@@ -60,9 +63,9 @@ tol = 0.01  # saturated: f'(a) below tol of its maximum
 config = {}  # more RunConfig fields (init) or run filters (checkpoints): {"input_norm": "batch"}
 data_root = None  # data mirror folder (None: $QRNN_DATA)
 threads = 0  # torch CPU threads (0: torch's default)
-summary_csv = None  # where the summary table goes (None: results/analysis/jacobian_<...>.csv)"""
+summary_csv = None  # where the summary table goes (None: results/analysis/jacobian_<...>.csv)
 
-SETUP = """\
+# %%
 import math
 from pathlib import Path
 
@@ -98,9 +101,18 @@ analyses = {
     )
     for m, model in models.items()
 }
-print(f"{task} {seq.description}; {cell} hidden {hidden}; weights: {origin}")"""
+print(f"{task} {seq.description}; {cell} hidden {hidden}; weights: {origin}")
 
-SUMMARY = """\
+# %% [markdown]
+# ## Summary
+#
+# One row per method, computed above and written as CSV: median top singular value of $J_t$,
+# $\log_{10}$ of the $k = T$ product norm, saturated fraction and std of the gate
+# pre-activations, measured and predicted noise variance (mean over steps and units) and their
+# ratio, RMS noise bias, fraction of zero weights, mean spectral norm of the $W_{hh}$ gate
+# blocks.
+
+# %%
 summary = analysis.summary_table(analyses)
 if summary_csv is None:
     tag = "init" if source == "init" else Path(source).name
@@ -114,9 +126,18 @@ stem = summary_csv.with_suffix("")
 analysis.product_frame(analyses).to_csv(f"{stem}_products.csv", index=False)
 analysis.spectra_frame(analyses).to_csv(f"{stem}_spectra.csv", index=False)
 print("written:", summary_csv, "and its _products / _spectra curves")
-summary.set_index("method").drop(columns=["cell", "hidden", "steps"]).round(4)"""
+summary.set_index("method").drop(columns=["cell", "hidden", "steps"]).round(4)
 
-CONTROLLED = """\
+# %% [markdown]
+# ## Scale or noise?
+#
+# At initialization these layers share their shadow weights. Binary with $H = 1$ and with
+# Glorot-scaled $H$ have the same signs, so what separates them is the scale alone;
+# Glorot-scaled binary and ternary have the same scale, so what separates them is rounding the
+# small weights to $\pm H$ instead of 0 (the noise and zero-fraction columns). On trained
+# checkpoints the weights differ by training as well.
+
+# %%
 compare = [
     m
     for m in (
@@ -139,9 +160,12 @@ cols = [
     "noise_var_predicted",
     "zero_fraction",
 ]
-summary.set_index("method").loc[compare, cols].round(4)"""
+summary.set_index("method").loc[compare, cols].round(4)
 
-SPECTRA = """\
+# %% [markdown]
+# ## Singular-value spectra of the step Jacobian
+
+# %%
 spec = analysis.spectra_frame(analyses)
 palette = dict(zip(analyses, sns.color_palette(n_colors=len(analyses)), strict=True))
 fig, ax = plt.subplots(figsize=(6.5, 3.8), dpi=80)
@@ -154,21 +178,27 @@ ax.set(
     title="Step-Jacobian spectra",
 )
 sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1))
-plt.show()"""
+plt.show()
 
-PRODUCTS = """\
+# %% [markdown]
+# ## Gradient survival: norm of Jacobian products over k steps
+
+# %%
 prod = analysis.product_frame(analyses).replace(-math.inf, np.nan)
 fig, ax = plt.subplots(figsize=(6.5, 3.8), dpi=80)
 sns.lineplot(data=prod, x="k", y="log10_norm", hue="method", palette=palette, ax=ax)
 ax.axhline(0, color="0.5", lw=0.8)
 ax.set(
-    ylabel=r"$\\log_{10} \\|\\partial s_T / \\partial s_{T-k}\\|_2$",
+    ylabel=r"$\log_{10} \|\partial s_T / \partial s_{T-k}\|_2$",
     title="Gradient survival over k steps",
 )
 sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1))
-plt.show()"""
+plt.show()
 
-SATURATION = """\
+# %% [markdown]
+# ## Gate saturation and pre-activation scale
+
+# %%
 sat = analysis.saturation_frame(analyses)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=80)
 sns.barplot(data=sat, x="gate", y="saturation", hue="method", palette=palette, ax=axes[0])
@@ -176,9 +206,16 @@ sns.barplot(data=sat, x="gate", y="preact_std", hue="method", palette=palette, a
 axes[0].set(title=f"saturated fraction (f' < {tol:g} max f')")
 axes[1].set(yscale="log", title="pre-activation std")
 axes[1].get_legend().remove()
-plt.show()"""
+plt.show()
 
-NOISE = """\
+# %% [markdown]
+# ## Quantization noise: measured against the formula
+#
+# Each point is one step (mean over gate units) of one method and source (input, recurrent,
+# bias, total). The table gives the RMS bias of the noise: zero for unbiased stochastic rounding
+# inside the method's range, nonzero for deterministic rounding.
+
+# %%
 noise = analysis.noise_frame(analyses)
 noise = noise[noise["predicted_var"] > 0]
 if len(noise):
@@ -206,9 +243,12 @@ bias = (
     .groupby(["method", "matrix"])[["measured_bias_sq", "predicted_bias_sq"]]
     .mean()
 )
-np.sqrt(bias).rename(columns=lambda c: c.replace("_sq", "_rms")).unstack("matrix").round(5)"""
+np.sqrt(bias).rename(columns=lambda c: c.replace("_sq", "_rms")).unstack("matrix").round(5)
 
-WEIGHTS = """\
+# %% [markdown]
+# ## Weight histograms: shadow and quantized
+
+# %%
 w = analysis.weights_frame(analyses)
 g = sns.displot(
     data=w,
@@ -225,50 +265,4 @@ g = sns.displot(
     facet_kws={"sharex": False, "sharey": False},
 )
 g.set_titles("{row_name} | {col_name}")
-plt.show()"""
-
-
-def main() -> None:
-    md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
-    cells = [
-        md(INTRO),
-        code(PARAMS, metadata={"tags": ["parameters"]}),
-        code(SETUP),
-        md(
-            "## Summary\n\nOne row per method, computed above and written as CSV: median top "
-            "singular value of $J_t$, $\\log_{10}$ of the $k = T$ product norm, saturated "
-            "fraction and std of the gate pre-activations, measured and predicted noise "
-            "variance (mean over steps and units) and their ratio, RMS noise bias, fraction "
-            "of zero weights, mean spectral norm of the $W_{hh}$ gate blocks."
-        ),
-        code(SUMMARY),
-        md(
-            "## Scale or noise?\n\nAt initialization these layers share their shadow weights. "
-            "Binary with $H = 1$ and with Glorot-scaled $H$ have the same signs, so what "
-            "separates them is the scale alone; Glorot-scaled binary and ternary have the "
-            "same scale, so what separates them is rounding the small weights to $\\pm H$ "
-            "instead of 0 (the noise and zero-fraction columns). On trained checkpoints the "
-            "weights differ by training as well."
-        ),
-        code(CONTROLLED),
-        md("## Singular-value spectra of the step Jacobian"),
-        code(SPECTRA),
-        md("## Gradient survival: norm of Jacobian products over k steps"),
-        code(PRODUCTS),
-        md("## Gate saturation and pre-activation scale"),
-        code(SATURATION),
-        md(
-            "## Quantization noise: measured against the formula\n\nEach point is one step "
-            "(mean over gate units) of one method and source (input, recurrent, bias, total). "
-            "The table gives the RMS bias of the noise: zero for unbiased stochastic "
-            "rounding inside the method's range, nonzero for deterministic rounding."
-        ),
-        code(NOISE),
-        md("## Weight histograms: shadow and quantized"),
-        code(WEIGHTS),
-    ]
-    write_notebook(cells, "jacobian.ipynb")
-
-
-if __name__ == "__main__":
-    main()
+plt.show()
