@@ -184,6 +184,8 @@ class Claim:
             self._thread.join()
         if self.ours:
             self.path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a folder made only for the claim
+                self.path.parent.rmdir()
 
     def _beat(self, every: float) -> None:
         while not self._stop.wait(every):
