@@ -532,195 +532,21 @@ def unigram_baseline(task: str = "ptb-char", data_root: str | None = None) -> fl
     return float(-logp[corpus.valid].mean())
 
 
-def collect(profile: str, results: str | Path = "results") -> list[dict]:
-    """One tidy row per recorded run of the profile (labels from ``grid.json``)."""
-    out = runs_dir(results, profile)
-    gpath = Path(results) / profile / "grid.json"
-    labels = json.loads(gpath.read_text()) if gpath.exists() else {}
-    rows = []
-    for rec_path in sorted(out.glob("*/run.json")):
-        rec = json.loads(rec_path.read_text())
-        lab = labels.get(rec["run_id"])
-        if lab is None or rec["status"] == "running":  # an unfinished run is not a result
-            continue
-        best = rec["epochs"][rec["best_epoch"] - 1] if rec["best_epoch"] else None
-        rows.append({
-            **lab,
-            "run_id": rec["run_id"],
-            "status": rec["status"],
-            "metric": rec["metric"]["name"],
-            "test": rec["test"]["metric"] if rec["test"] else math.nan,
-            "valid": best["valid_metric"] if best else math.nan,
-            "train": best["train_metric"] if best else math.nan,
-            "epochs": len(rec["epochs"]),
-            "best_epoch": rec["best_epoch"],
-            "wall_s": rec["wall_time_s"],
-        })  # fmt: skip
-    return rows
-
-
 def summarize(profile: str, results: str | Path = "results", data_root: str | None = None):
-    """Write ``runs.csv`` (one row per run), ``summary.csv`` (mean +- std over seeds per
-    experiment, task, cell and method) and ``claims.csv`` (the paper's claims with verdicts)
-    under ``results/<profile>/``; return the runs and summary frames."""
-    import pandas as pd
+    """Write the profile's tables (:func:`qrnn.tables.summarize`: runs, groups with intervals
+    and verdicts, claims, causes, normalization); ``data_root`` is not needed any more (every
+    record carries its own baseline) and kept for callers."""
+    from .tables import summarize as _summarize
 
-    rows = collect(profile, results)
-    runs = pd.DataFrame(rows)
-    folder = Path(results) / profile
-    if runs.empty:
-        raise ValueError(f"no run records under {runs_dir(results, profile)}; run the study first")
-    baseline = {"bpc": unigram_baseline("ptb-char", data_root), "error": 0.9}
-    runs["baseline"] = runs["metric"].map(baseline)
-    runs["beats_baseline"] = runs["test"] < runs["baseline"]
-    keys = ["experiment", "task", "cell", "seed"]
-    float_ref = runs[runs["method"] == "float"].set_index(keys)["test"].rename("float_test")
-    runs = runs.join(float_ref, on=keys)
-    runs["gap_to_float"] = runs["test"] - runs["float_test"]
-    g = runs.groupby(["experiment", "task", "cell", "method"], sort=False)
-    summary = g.agg(
-        metric=("metric", "first"),
-        baseline=("baseline", "first"),
-        test_mean=("test", "mean"),
-        test_std=("test", "std"),
-        gap_mean=("gap_to_float", "mean"),
-        n=("run_id", "count"),
-        completed=("status", lambda s: int((s == "completed").sum())),
-        diverged=("status", lambda s: int((s == "diverged").sum())),
-        failed=("status", lambda s: int((s == "failed").sum())),
-        beats_baseline=("beats_baseline", "sum"),
-        wall_s_mean=("wall_s", "mean"),
-    ).reset_index()
-    from .records import atomic_write_bytes
-
-    atomic_write_bytes(folder / "runs.csv", runs.to_csv(index=False).encode())
-    atomic_write_bytes(folder / "summary.csv", summary.to_csv(index=False).encode())
-    table = pd.DataFrame(claims(runs, summary))
-    atomic_write_bytes(folder / "claims.csv", table.to_csv(index=False).encode())
-    norm = normalization_table(summary)
-    if len(norm):
-        atomic_write_bytes(folder / "normalization.csv", norm.to_csv(index=False).encode())
-    return runs, summary
+    return _summarize(profile, results)
 
 
-# experiment -> the normalization it adds to the main grid's settings
-NORMALIZATIONS = {"main": "none", "normalization": "weight", "layernorm": "layer"}
+def __getattr__(name: str):  # the tables' functions, from their own module
+    if name in ("collect", "claims", "normalization_table", "NORMALIZATIONS", "groups"):
+        from . import tables
 
-
-def normalization_table(summary):
-    """The normalization rescue side by side: one row per (task, cell, method) trained with a
-    normalization, with the test mean, runs, runs beating the baseline and the gap to float of
-    the same normalization (``none``: the main grid; ``weight``; ``layer``)."""
-    import pandas as pd
-
-    s = summary[summary["experiment"].isin(NORMALIZATIONS)].copy()
-    s["norm"] = s["experiment"].map(NORMALIZATIONS)
-    normed = s[s["norm"] != "none"][["task", "cell", "method"]].drop_duplicates()
-    if normed.empty:
-        return pd.DataFrame()
-    s = s.merge(normed, on=["task", "cell", "method"])
-    wide = s.pivot_table(
-        index=["task", "cell", "method", "metric", "baseline"],
-        columns="norm",
-        values=["test_mean", "n", "beats_baseline", "gap_mean"],
-        aggfunc="first",
-    )
-    values = ("test_mean", "n", "beats_baseline", "gap_mean")
-    order = [(v, n) for n in NORMALIZATIONS.values() for v in values if (v, n) in wide.columns]
-    wide = wide[order]
-    wide.columns = [f"{v}_{n}" for v, n in wide.columns]
-    return wide.reset_index()
-
-
-# ------------------------------------------------------------------------------ the paper's claims
-def works(test, float_test, baseline):
-    """A quantized model *works* when it keeps at least half of what float gains over the
-    baseline: ``baseline - test >= (baseline - float_test) / 2`` (element-wise; NaN: no)."""
-    return (baseline - test) >= 0.5 * (baseline - float_test)
-
-
-def _verdict(hits: int, total: int) -> str:
-    if total == 0:
-        return "not run"
-    return "reproduced" if hits == total else ("partly" if hits else "not reproduced")
-
-
-def claims(runs, summary) -> list[dict]:
-    """The paper's claims (../shared/PAPER.md) against the run records, each with a verdict
-    computed by a stated rule. ``runs``/``summary`` are the frames of :func:`summarize`."""
-    import pandas as pd
-
-    out = []
-    main = summary[
-        (summary["experiment"] == "main") & (summary["completed"] + summary["diverged"] > 0)
-    ]
-
-    def tol(metric: str) -> float:  # what counts as "similar": 0.05 BPC or 1 point of error
-        return 0.05 if metric == "bpc" else 0.01
-
-    binary = main[main["method"].str.startswith("binary")]
-    ok = works(binary["test_mean"], binary["test_mean"] - binary["gap_mean"], binary["baseline"])
-    fails = binary[~ok | (binary["diverged"] > 0)]
-    out.append({
-        "claim": "1. binarization (det. and stoch.) does not work for RNNs",
-        "rule": "every binary (task, cell, method) group diverges or keeps less than half of "
-        "float's gain over the unigram/chance baseline",
-        "ours": f"{len(fails)} of {len(binary)} binary groups fail",
-        "verdict": _verdict(len(fails), len(binary)),
-    })  # fmt: skip
-    tern = main[main["method"].isin(["ternary-det", "ternary-stoch", "pow2-ternary"])]
-    ok = [r for _, r in tern.iterrows() if r["gap_mean"] <= tol(r["metric"])]
-    out.append({
-        "claim": "2. ternary and pow2-ternary give similar or better accuracy than float",
-        "rule": "mean test gap to float <= 0.05 BPC / 0.01 error, per (task, cell, method)",
-        "ours": f"{len(ok)} of {len(tern)} groups; median gap "
-        + ", ".join(f"{t}: {tern[tern['task'] == t]['gap_mean'].median():+.3f}"
-                    for t in sorted(tern["task"].unique())),
-        "verdict": _verdict(len(ok), len(tern)),
-    })  # fmt: skip
-    over = summary[summary["experiment"] == "overfit"]
-    if len(over):
-        fl = over[over["method"] == "float"]["test_mean"]
-        stoch = over[over["method"] != "float"]
-        best = stoch.loc[stoch["test_mean"].idxmin()] if len(stoch) else None
-        gain = float(fl.iloc[0] - best["test_mean"]) if best is not None and len(fl) else math.nan
-        out.append({
-            "claim": "3. on PTB-char the best stochastic model beats float by 0.133 BPC",
-            "rule": "best stochastic method's mean test BPC below float's (overfitting regime)",
-            "ours": f"best: {best['method']}, gain {gain:+.3f} BPC" if best is not None else "-",
-            "verdict": "not run" if math.isnan(gain) else
-            ("reproduced" if gain >= 0.133 else "partly" if gain > 0 else "not reproduced"),
-        })  # fmt: skip
-    digits = main[main["task"].str.startswith("fsdd")
-                  & main["method"].isin(["ternary-det", "ternary-stoch", "pow2-ternary",
-                                         "exponential-det", "exponential-stoch"])]  # fmt: skip
-    beat = digits[digits["gap_mean"] < 0]
-    out.append({
-        "claim": "4. on spoken digits ternary, pow2 and exponential quantization beat float",
-        "rule": "mean test error below float's, per (split, cell, method); FSDD for TIDIGITS",
-        "ours": f"{len(beat)} of {len(digits)} groups below float",
-        "verdict": _verdict(len(beat), len(digits)),
-    })  # fmt: skip
-    norm = normalization_table(summary)
-    if len(norm):
-        binary = norm[norm["method"].str.startswith("binary")]
-
-        def ok(n: str):
-            t = binary.get(f"test_mean_{n}")
-            if t is None:
-                return pd.Series(False, index=binary.index)
-            return works(t, t - binary[f"gap_mean_{n}"], binary["baseline"]).fillna(False)
-
-        failed = binary[~ok("none")]
-        rescued = failed[(ok("weight") | ok("layer")).loc[failed.index]]
-        out.append({
-            "claim": "5. (later work) normalization makes binary RNNs train",
-            "rule": "binary (task, cell, method) groups that fail by the rule of claim 1 "
-            "without normalization and work with weight or layer normalization",
-            "ours": f"{len(rescued)} of {len(failed)} failing binary groups rescued",
-            "verdict": _verdict(len(rescued), len(failed)),
-        })  # fmt: skip
-    return out
+        return getattr(tables, name)
+    raise AttributeError(f"module 'qrnn.study' has no attribute {name!r}")
 
 
 # ------------------------------------------------------------------------------ post-training

@@ -1,6 +1,7 @@
 """The study: grid, profiles, the papermill runner (local and Dask), resume, summaries."""
 
 import json
+import math
 
 import pytest
 
@@ -107,7 +108,8 @@ def test_smoke_profile_end_to_end(data_env, tmp_path, capsys):
     floats = frame[frame["method"] == "float"]
     assert (floats["gap_to_float"] == 0).all()
     bpc = frame[frame["metric"] == "bpc"]
-    assert (bpc["baseline"].round(2) == 4.34).all()  # PTB-char unigram on validation
+    # each record's own no-learning reference: the unigram model of its training text
+    assert ((bpc["baseline"] > 3.5) & (bpc["baseline"] < math.log2(50))).all()
     # post-training quantization of the trained float runs: one record per run and method
     made = study.post_training("smoke", tmp_path)
     n_float = sum(1 for r in runs if r.experiment == "main" and r.method == "float")
@@ -169,37 +171,3 @@ def test_dask_executor_gives_the_same_records_as_local(data_env, tmp_path):
                            quiet=True)  # fmt: skip
     assert [o["status"] for o in dask] == [o["status"] for o in local] == ["completed"] * 2
     assert _metrics(tmp_path / "dask") == _metrics(tmp_path / "local")
-
-
-def test_normalization_table_and_rescue_claim():
-    import pandas as pd
-
-    def row(experiment, method, test, beats, seeds=3):
-        return {"experiment": experiment, "task": "ptb-char", "cell": "lstm", "method": method,
-                "metric": "bpc", "baseline": 4.34, "test_mean": test, "test_std": 0.01,
-                "gap_mean": test - (1.9 if experiment == "layernorm" else 2.0),
-                "n": seeds, "completed": seeds, "diverged": 0, "failed": 0,
-                "beats_baseline": beats, "wall_s_mean": 1.0}  # fmt: skip
-
-    # works: keeps half of float's gain over the baseline (main: test <= 3.17; layer: <= 3.12)
-    summary = pd.DataFrame([
-        row("main", "float", 2.0, 3), row("main", "binary-det", 5.6, 0),
-        row("main", "binary-stoch", 4.0, 3), row("layernorm", "float", 1.9, 3),
-        row("layernorm", "binary-det", 2.5, 3), row("layernorm", "binary-stoch", 3.2, 3),
-        row("normalization", "binary-det", 5.0, 0, seeds=2),
-    ])  # fmt: skip
-    t = study.normalization_table(summary).set_index("method")
-    assert t.loc["binary-det", "test_mean_none"] == 5.6
-    assert t.loc["binary-det", "test_mean_layer"] == 2.5
-    assert t.loc["binary-det", "n_weight"] == 2
-    assert list(t.columns[:6]) == ["task", "cell", "metric", "baseline", "test_mean_none",
-                                   "n_none"]  # fmt: skip
-    runs = pd.DataFrame({"method": [], "task": []})
-    found = study.claims(runs, summary)
-    # binary-stoch at 4.0 beats the 4.34 baseline but keeps less than half of float's gain
-    assert found[0]["ours"] == "2 of 2 binary groups fail"
-    rescue = found[-1]
-    assert rescue["claim"].startswith("5.")
-    assert rescue["ours"] == "1 of 2 failing binary groups rescued"  # 3.2 > 3.12: not rescued
-    assert rescue["verdict"] == "partly"
-    assert list(study.works(pd.Series([3.0, 3.3]), 2.0, 4.34)) == [True, False]

@@ -1,0 +1,137 @@
+"""The training rules of the study protocol on injected synthetic data (no mirror needed):
+divergence only on the training loss, the learned flag, zero shares at step 0, the packed
+model kept with the run, a corrupt checkpoint set aside (issues 12 and 16)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from qrnn import records
+from qrnn.train import (
+    Diverged,
+    RunConfig,
+    _Data,
+    _LossMonitor,
+    evaluate,
+    learned,
+    load_model,
+    run_id,
+    train,
+)
+
+V = 8
+SMALL = dict(task="ptb-char", hidden=16, embed=8, bptt=10, batch_size=4, threads=1,
+             early_stop=0, lr=1e-2)  # fmt: skip
+
+
+def pattern_data(n=4000, valid_random=False, seed=0) -> _Data:
+    """A cyclic text 0 1 2 ... V-1 (learnable); the validation text random if asked."""
+    g = torch.Generator().manual_seed(seed)
+    cyc = torch.arange(n) % V
+    valid = torch.randint(0, V, (n // 2,), generator=g) if valid_random else cyc[: n // 2]
+    return _Data(cyc, valid, cyc[: n // 2].clone(), V, {"synthetic": True})
+
+
+def test_monitor_rules():
+    m = _LossMonitor(limit=4.0)
+    with pytest.raises(Diverged, match="non-finite"):
+        m.update(math.nan, 3)
+    m = _LossMonitor(limit=4.0)
+    for i in range(20):
+        m.update(2.0, i)
+    m.update(50.0, 20)  # one spike moves the running mean by (50 - 2) / 50 < 2: no stop
+    assert m.value < 4.0
+    with pytest.raises(Diverged, match="running training loss") as e:
+        for i in range(21, 200):
+            m.update(10.0, i)  # a sustained explosion does
+    assert e.value.batch > 21
+
+
+def test_rising_validation_loss_does_not_stop_a_run(tmp_path):
+    # the model learns the cycle by heart and becomes over-confident on a random validation
+    # text: validation loss far above 2 x uniform, training loss near zero -> completed
+    cfg = RunConfig(**SMALL, epochs=4)
+    rec = train(cfg, tmp_path, quiet=True, data=pattern_data(valid_random=True))
+    limit = cfg.diverge_factor * math.log(V)
+    assert max(e["valid_loss"] for e in rec["epochs"]) > limit  # the old rule would stop it
+    assert rec["epochs"][-1]["train_loss"] < 0.5
+    assert rec["status"] == "completed" and rec["test"] is not None
+    assert rec["divergence_rule"].startswith("non-finite training loss")
+
+
+def test_exploding_training_loss_diverges(tmp_path):
+    # binary output weights with H = 1000 blow the logits up
+    cfg = RunConfig(**SMALL, epochs=2, scheme="binary", quantizer_options={"scale": 1000.0},
+                    quantize_io=True)  # fmt: skip
+    rec = train(cfg, tmp_path, quiet=True, data=pattern_data())
+    assert rec["status"] == "diverged" and rec["diverged"]["epoch"] == 1
+    assert rec["test"] is None and rec["learned"] is None  # no checkpoint to test
+
+
+def test_learned_flag_and_baseline(tmp_path):
+    rec = train(RunConfig(**SMALL, epochs=2), tmp_path, quiet=True, data=pattern_data())
+    assert rec["baseline"] == {"name": "unigram", "metric": pytest.approx(math.log2(V), abs=1e-3)}
+    assert rec["learned"] is True and rec["test"]["metric"] < 0.5
+    assert learned({"test": {"metric": 3.1}, "baseline": {"metric": 3.0}}) is False
+    conv = rec["convergence"]
+    assert conv["epochs_run"] == 2 and conv["still_improving"] == (rec["best_epoch"] == 2)
+
+
+@pytest.mark.parametrize(
+    ("method", "zero"),
+    [({"scheme": "float"}, 0.0), ({"scheme": "binary"}, 0.0), ({"scheme": "exponential"}, 0.0),
+     ({"scheme": "ternary"}, 0.5), ({"scheme": "pow2-ternary"}, 1.0)],
+)  # fmt: skip
+def test_zero_share_at_step_0_per_method(method, zero):
+    # Glorot-uniform U(-a, a) per gate block; ternary's threshold is a/2 (half the weights
+    # round to 0), pow2-ternary's 0.25 lies above a at these fans (all zero)
+    from qrnn.train import build_model, weight_stats
+
+    torch.manual_seed(0)
+    cfg = RunConfig(task="ptb-char", hidden=64, embed=32, init="glorot", **method)
+    stats = weight_stats(build_model(cfg, 50))
+    for name in ("rnn.weight_ih_l0", "rnn.weight_hh_l0"):
+        assert stats[name]["zero"] == pytest.approx(zero, abs=0.03)
+        assert stats[name]["quantized"] == (method["scheme"] != "float")
+    assert stats["rnn.bias_ih_l0"]["zero"] == (0.0 if method["scheme"] in ("binary",
+                                               "exponential") else 1.0)  # fmt: skip
+
+
+def test_packed_model_is_kept_and_reproduces_the_test_metric(tmp_path):
+    cfg = RunConfig(**SMALL, epochs=2, scheme="ternary", stochastic=True)
+    data = pattern_data()
+    rec = train(cfg, tmp_path, quiet=True, data=data)
+    run = tmp_path / rec["run_id"]
+    packed = rec["packed"]
+    assert packed["file"] == "model.npz" and (run / "model.npz").exists()
+    import hashlib
+
+    assert hashlib.sha256((run / "model.npz").read_bytes()).hexdigest() == packed["sha256"]
+    assert packed["bits"] == [2] and packed["test_metric"] == rec["test"]["metric"]
+    (run / "model.pt").unlink()  # as committed: only the packed file
+    model, _ = load_model(run)
+    assert evaluate(model, data.test, cfg)["metric"] == pytest.approx(rec["test"]["metric"])
+
+
+def test_truncated_checkpoint_is_set_aside_and_the_run_completes(tmp_path):
+    cfg = RunConfig(**SMALL, epochs=3)
+    data = pattern_data()
+    whole = train(cfg, tmp_path / "whole", quiet=True, data=data)
+
+    def kill(epoch, batch):
+        if epoch == 2 and batch == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "cut", quiet=True, data=data, callback=kill)
+    run = tmp_path / "cut" / run_id(cfg)
+    ck = run / "checkpoint.pt"
+    ck.write_bytes(ck.read_bytes()[:100])  # a copy cut short
+    with pytest.warns(UserWarning, match="set aside"):
+        rec = train(cfg, tmp_path / "cut", quiet=True, data=data)
+    assert [p.name.startswith("checkpoint.pt.corrupt-") for p in run.iterdir()].count(True) == 1
+    assert rec["status"] == "completed" and rec["test"] == whole["test"]
+    assert records.load_record(run)["status"] == "completed"
