@@ -155,6 +155,10 @@ def init_model(
     return model.eval()
 
 
+# fields a main-grid run has at these values; another experiment differs in one of them
+FIND_DEFAULTS = {"weight_norm": False, "layer_norm": False, "weight_noise": "none"}
+
+
 def find_runs(
     results: str | Path,
     task: str,
@@ -164,11 +168,13 @@ def find_runs(
     hidden: int | None = None,
     **config: Any,
 ) -> list[Path]:
-    """Completed study runs (folders with ``run.json`` and ``model.pt``) of one method.
+    """Completed study runs (folders with ``run.json`` and ``model.pt`` or the packed
+    ``model.npz``) of one method.
 
     ``results``: a runs folder, a profile folder holding ``runs/``, or a profile name under
     ``results/``. Matches task (and split), cell, scheme, resolved quantizer options,
-    stochastic, seed, ``hidden`` (if given) and ``config`` (default ``weight_norm=False``).
+    stochastic, seed, ``hidden`` (if given) and ``config`` (defaults :data:`FIND_DEFAULTS`: no
+    weight norm, no layer norm, no weight noise).
     """
     import json
 
@@ -179,7 +185,7 @@ def find_runs(
         "scheme": m.scheme,
         "stochastic": m.stochastic,
         "seed": seed,
-        "weight_norm": False,
+        **FIND_DEFAULTS,
         **config,
     }
     if hidden is not None:
@@ -192,9 +198,10 @@ def find_runs(
         except (OSError, ValueError):
             continue
         cfg = rec.get("config", {})
-        if rec.get("status") != "completed" or not (run.parent / "model.pt").exists():
+        kept = (run.parent / "model.pt").exists() or (run.parent / "model.npz").exists()
+        if rec.get("status") != "completed" or not kept:
             continue
-        cfg = {"split": "standard", "weight_norm": False, **cfg}
+        cfg = {"split": "standard", **FIND_DEFAULTS, **cfg}
         if any(cfg.get(k) != v for k, v in want.items()):
             continue
         if quantizer(cfg["scheme"], **cfg["quantizer_options"]).options == want_opts:
@@ -430,11 +437,10 @@ def gate_preactivations(cw: CellWeights, x: Tensor, states: Tensor) -> dict[str,
     """Pre-activations (T, H) of every gate, in the equations of :mod:`qrnn.cells`: RNN ``a``;
     GRU ``r, z`` and ``n = x_n + r * h_n``; LSTM ``i, f, g, o``."""
 
-    def affine(v, w, b):
-        return v @ w.T if b is None else v @ w.T + b
+    from .cells import _pre  # the cells' own affine maps, layer-norm gains included
 
     h = cw.h(states[:-1])
-    gx, gh = affine(x, cw.w_ih, cw.b_ih), affine(h, cw.w_hh, cw.b_hh)
+    gx, gh = _pre(x, h, cw.w_ih, cw.w_hh, cw.b_ih, cw.b_hh, cw.gains)
     names = list(GATES[cw.mode])
     if cw.mode == "GRU":
         (xr, xz, xn), (hr, hz, hn) = gx.chunk(3, -1), gh.chunk(3, -1)

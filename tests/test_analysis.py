@@ -359,3 +359,48 @@ def test_layer_normalized_trajectories_and_jacobians(cell):
     cols = [(cw.step(xd[t], states[t] + eps * e) - cw.step(xd[t], states[t] - eps * e)) / (2 * eps)
             for e in eye]  # fmt: skip
     torch.testing.assert_close(J[t], torch.stack(cols, dim=1), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_preactivations_use_the_layer_norm_gains(cell):
+    # issue 13: the gates were computed without the layer-norm gains the trajectories use
+    layer = _layer(cell, "ternary-det", layer_norm=True)
+    with torch.no_grad():
+        for g in layer.layer_norm_gains()["_l0"]:
+            g.uniform_(0.5, 2.0)  # gains that are not 1, so leaving them out shows
+    cw, x, states = _drive(layer)
+    a = analysis.gate_preactivations(cw, x, states)
+    if cell == "rnn":
+        torch.testing.assert_close(torch.tanh(a["a"]), states[1:])
+    else:
+        H = cw.hidden
+        i, f, g, o = (torch.sigmoid(a["i"]), torch.sigmoid(a["f"]), torch.tanh(a["g"]),
+                      torch.sigmoid(a["o"]))  # fmt: skip
+        c = f * states[:-1, H:] + i * g
+        torch.testing.assert_close(c, states[1:, H:])
+        torch.testing.assert_close(o * torch.tanh(c), states[1:, :H])
+
+
+def test_find_runs_skips_runs_of_other_experiments(tmp_path):
+    # issue 13: a layer-norm (or matched-noise) run differs from a main-grid run in one flag
+    # only; find_runs must not hand it out where the main-grid run is meant
+    from qrnn.train import RunConfig, train
+    from tests.test_rules import pattern_data
+
+    base = dict(task="ptb-char", cell="lstm", hidden=6, embed=4, epochs=1, bptt=10,
+                batch_size=4, threads=1)  # fmt: skip
+    for extra in ({"layer_norm": True}, {"weight_norm": True}):
+        train(RunConfig(**base, scheme="ternary", **extra), tmp_path / "runs", quiet=True,
+              data=pattern_data(800))  # fmt: skip
+    train(RunConfig(**base, weight_noise="binary"), tmp_path / "runs", quiet=True,
+          data=pattern_data(800))  # fmt: skip
+    for p in (tmp_path / "runs").glob("*/model.pt"):
+        p.unlink()  # committed runs keep only the packed model
+    assert analysis.find_runs(tmp_path, "ptb-char", "lstm", "ternary-det", hidden=6) == []
+    assert analysis.find_runs(tmp_path, "ptb-char", "lstm", "float", hidden=6) == []
+    found = analysis.find_runs(tmp_path, "ptb-char", "lstm", "ternary-det", hidden=6,
+                               layer_norm=True)  # fmt: skip
+    assert len(found) == 1
+    models, origin = analysis.load_models("ptb-char", "lstm", ["ternary-det"], str(tmp_path),
+                                          size=8, hidden=6, layer_norm=True)  # fmt: skip
+    assert origin["ternary-det"] == found[0].name
