@@ -45,6 +45,9 @@ def test_train_then_show(mirror, session_cache, monkeypatch, tmp_path, capsys):
     assert run.name in capsys.readouterr().out
     assert main(["show", str(run), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["run_id"] == run.name
+    assert main(["show", str(run / "model.npz")]) == 0  # the run's packed model
+    out = capsys.readouterr().out
+    assert "qrnn.packed version 1" in out and run.name in out and "ternary (2 bits)" in out
 
 
 @pytest.mark.parametrize(
