@@ -78,7 +78,9 @@ TASKS: dict[str, dict[str, Any]] = {
     "fsdd": {"task": "fsdd", "split": "standard"},
     "fsdd-speakers": {"task": "fsdd", "split": "speakers"},
 }
-PROFILES = ("smoke", "cpu", "paper")
+PROFILES = ("smoke", "cpu", "paper", "paper-dry")
+# the GPU window of the paper profile (issue 18): float and one of each method family
+WINDOW_METHODS = ("float", "binary-det", "ternary-det", "ternary-stoch", "exponential-det")
 CELLS = ("rnn", "gru", "lstm")
 
 
@@ -163,10 +165,25 @@ def experiments(profile: str) -> list[Experiment]:
         ]
     if profile == "cpu":
         return _cpu_experiments(fsdd_common)
+    if profile == "paper-dry":  # the GPU window's grid at toy sizes, for a CPU check
+        tiny = _lm(hidden=16, embed=8, init="glorot", bptt=20, batch_size=8, epochs=1,
+                   train_limit=8000, eval_limit=4000)  # fmt: skip
+        return [Experiment("window", {"ptb-char": tiny}, cells=("lstm",),
+                           methods=WINDOW_METHODS, seeds=(0,))]  # fmt: skip
     # paper: PTB-char 1 layer x 1000 units, BPTT 100, batch 64, Adam 2e-3 (our choices)
     lm = _lm(hidden=1000, bptt=100, batch_size=64, epochs=30, lr=2e-3, early_stop=4)
     sp = {**fsdd_common, "hidden": 256, "epochs": 40, "early_stop": 8}
+    window = _lm(hidden=1000, embed=64, init="glorot", bptt=100, batch_size=64, epochs=8,
+                 early_stop=0)  # fmt: skip
     return [
+        Experiment(
+            "window",
+            {"ptb-char": window},
+            cells=("lstm",),
+            methods=WINDOW_METHODS,
+            seeds=(0,),
+            description="what fits a 10-minute window on one large GPU (scripts/paper_window.py)",
+        ),
         Experiment(
             "main",
             {
