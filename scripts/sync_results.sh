@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Copy the finished run folders (run.json + executed notebook, no weights) of a study that runs
+# Copy the finished run folders (run.json, executed notebook, packed model.npz; no torch
+# checkpoints) of a study that runs
 # in another checkout into this one, with its post-training and hardware records:
 # scripts/sync_results.sh OTHER_CHECKOUT [PROFILE]
 set -euo pipefail
@@ -11,7 +12,9 @@ for run in $(python3 scripts/finished_runs.py "$src"); do
   name=$(basename "$run")
   mkdir -p "$dst/runs/$name"
   cp "$run/run.json" "$dst/runs/$name/"
-  [ -f "$run/train.ipynb" ] && cp "$run/train.ipynb" "$dst/runs/$name/"
+  for f in train.ipynb model.npz; do
+    if [ -f "$run/$f" ]; then cp "$run/$f" "$dst/runs/$name/"; fi
+  done
 done
 for extra in ptq hardware; do
   if [ -d "$src/$extra" ]; then
