@@ -72,8 +72,9 @@
         class: "hlabel" }, g);
     }
     spec.series.forEach((s, k) => {
-      const color = s.color || COLORS[k % COLORS.length];
-      const sg = el("g", { class: "series", "data-name": s.name }, svg);
+      // one colour per method (qrnn.viz.METHOD_COLORS), whatever the view
+      const color = s.color || (spec.colors || {})[s.name] || COLORS[k % COLORS.length];
+      const sg = el("g", { class: "series", "data-name": s.name, "data-color": color }, svg);
       const pts = s.x.map((v, i) => [cat ? cat.indexOf(v) + (s.offset || 0) : v, s.y[i], i])
         .filter((p) => p[1] !== null && isFinite(p[1]));
       if (s.mode === "points") {
@@ -147,43 +148,66 @@
     };
   }
 
-  function quantizerFigure(div) {
+  /* The explorer. Defaults are the library's (qrnn.quantizers._DEFAULTS): binary H = 1,
+   * pow2-ternary Q0.1, exponential exponents [-22, 9]. Ternary's default W0 is the Glorot bound
+   * of each matrix (about 0.15 for a 128-unit recurrent block); the slider sets it directly and
+   * starts at 0.5 for the exercises. Controls that do not apply to a method are disabled. */
+  const SCALED = { binary: "H", ternary: "W0" };
+  function quantizerFigure(div, spec) {
     const controls = el("div", { class: "qrnn-controls" }, div);
     const svg = el("svg", { class: "qrnn-svg", role: "img",
       "aria-label": "Quantizer q(w) against the shadow weight w" }, div);
     const note = el("p", { class: "qrnn-note" }, div);
-    const state = { method: "ternary", scale: 0.5, fbits: 1, ibits: 0, min_exp: -4, max_exp: 1,
-      seed: 1 };
+    const state = { method: "ternary", scaleOf: { binary: 1, ternary: 0.5 }, fbits: 1, ibits: 0,
+      min_exp: -22, max_exp: 9, seed: 1 };
     const sel = el("select", { "aria-label": "method", class: "qrnn-method" }, el("label",
       { text: "method " }, controls));
     for (const m of ["binary", "ternary", "pow2-ternary", "exponential"]) {
       el("option", { value: m, text: m }, sel);
     }
     sel.value = state.method;
+    const scaleLab = el("label", { class: "qrnn-scale-label" }, controls);
+    const scaleName = el("span", { text: "W0 " }, scaleLab);
     const scaleIn = el("input", { type: "range", min: "0.1", max: "1.5", step: "0.05",
-      value: state.scale, "aria-label": "scale H or W0", class: "qrnn-scale" },
-    el("label", { text: " H / W0 " }, controls));
+      value: 0.5, "aria-label": "scale H or W0", class: "qrnn-scale" }, scaleLab);
+    const scaleOut = el("output", { class: "qrnn-scale-value", "aria-live": "polite" }, scaleLab);
+    const fLab = el("label", { text: "fractional bits f " }, controls);
     const fIn = el("input", { type: "number", min: "1", max: "4", value: 1, class: "qrnn-fbits",
-      "aria-label": "fractional bits" }, el("label", { text: " fractional bits " }, controls));
+      "aria-label": "fractional bits" }, fLab);
     const btn = el("button", { type: "button", text: "new stochastic sample",
       class: "qrnn-resample" }, controls);
+    function options() {
+      return { scale: state.scaleOf[state.method], fbits: state.fbits, ibits: state.ibits,
+        min_exp: state.min_exp, max_exp: state.max_exp };
+    }
+    function sync() {
+      const m = state.method, scaled = m in SCALED;
+      scaleIn.disabled = !scaled;
+      fIn.disabled = m !== "pow2-ternary";
+      scaleLab.classList.toggle("qrnn-disabled", !scaled);
+      fLab.classList.toggle("qrnn-disabled", fIn.disabled);
+      scaleName.textContent = (SCALED[m] || "H / W0") + " ";
+      if (scaled) scaleIn.value = state.scaleOf[m];
+      scaleOut.textContent = scaled ? (+scaleIn.value).toFixed(2) : "n/a";
+    }
     function draw() {
-      const o = state, w = [], det = [], mean = [], samp = [];
-      const rnd = mulberry32(o.seed);
+      sync();
+      const o = options(), m = state.method, w = [], det = [], mean = [], samp = [];
+      const rnd = mulberry32(state.seed);
       for (let i = 0; i <= 240; i++) {
         const x = -1.2 + (2.4 * i) / 240;
         w.push(+x.toFixed(4));
-        det.push(quantize(o.method, x, o, null));
-        mean.push(expected(o.method, x, o));
+        det.push(quantize(m, x, o, null));
+        mean.push(expected(m, x, o));
       }
       const ws = [];
       for (let i = 0; i <= 60; i++) {
         const x = -1.2 + (2.4 * i) / 60;
         ws.push(x);
-        samp.push(quantize(o.method, x, o, rnd()));
+        samp.push(quantize(m, x, o, rnd()));
       }
       chart(svg, {
-        xlabel: "shadow weight w", ylabel: "q(w)",
+        xlabel: "shadow weight w", ylabel: "quantized weight q(w)",
         series: [
           { name: "deterministic", x: w, y: det, mode: "step" },
           { name: "E[q(w)], stochastic", x: w, y: mean, dash: "5,4" },
@@ -191,10 +215,15 @@
         ],
       });
       const levels = Array.from(new Set(det.map((v) => +v.toPrecision(6)))).sort((a, b) => a - b);
-      note.textContent = `${o.method}: deterministic levels on this range: ${levels.join(", ")}`;
+      const shown = levels.length > 12 ? [...levels.slice(0, 4), "…", ...levels.slice(-4)] : levels;
+      const setting = m in SCALED ? `${SCALED[m]} = ${o.scale.toFixed(2)}` : m === "pow2-ternary"
+        ? `Q${o.ibits}.${o.fbits}` : `exponents ${o.min_exp}..${o.max_exp} (the default)`;
+      note.textContent = `${m} (${setting}): deterministic levels on this range: ` +
+        shown.map((v) => (typeof v === "number" ? +v.toPrecision(3) : v)).join(", ");
+      div.dataset.scale = m in SCALED ? o.scale : "";
     }
     sel.addEventListener("change", () => { state.method = sel.value; draw(); });
-    scaleIn.addEventListener("input", () => { state.scale = +scaleIn.value; draw(); });
+    scaleIn.addEventListener("input", () => { state.scaleOf[state.method] = +scaleIn.value; draw(); });
     fIn.addEventListener("change", () => { state.fbits = Math.max(1, +fIn.value || 1); draw(); });
     btn.addEventListener("click", () => { state.seed += 1; draw(); });
     draw();
@@ -231,11 +260,12 @@
           tips: rs.map((r) => (r && r.test_mean !== null ? `${cell} ${r.method}: ` +
             `${r.test_mean.toFixed(3)} ± ${(r.test_std || 0).toFixed(3)} (${r.n} runs, ` +
             `${r.diverged} diverged)` : "")),
-          color: COLORS[cells.indexOf(cell)],
+          color: (spec.colors || {})[cell] || COLORS[cells.indexOf(cell)],
         };
       });
       const metric = rows.length ? rows[0].metric : "";
-      chart(svg, { categories: spec.methods, series, ylabel: `test ${metric}`,
+      chart(svg, { categories: spec.methods, series,
+        ylabel: (spec.ylabels || {})[metric] || `test ${metric}`, xlabel: "method",
         hlines: spec.baselines[task] !== undefined ?
           [{ y: spec.baselines[task], label: "baseline" }] : [] });
     }
@@ -253,11 +283,46 @@
     Object.keys(spec.groups).forEach((g) => el("option", { value: g, text: g }, sel));
     function draw() {
       chart(svg, { xlabel: spec.xlabel, ylabel: spec.ylabel, series: spec.groups[sel.value],
-        hlines: spec.hlines || [] });
+        hlines: spec.hlines || [], colors: spec.colors });
     }
     sel.addEventListener("change", draw);
     draw();
   }
+
+  /* Wide content scrolls inside its own box; a box that overflows gets a visible cue. */
+  const BOXES = ".bd-article table, .qrnn-scroll, .bd-article div.math, " +
+    ".bd-article mjx-container[display=true], .bd-article div.highlight pre, .qrnn-inline-scroll";
+  function markOverflow() {
+    // inline math wider than its line becomes a scroll box of its own
+    document.querySelectorAll(".bd-article mjx-container:not([display=true])").forEach((m) => {
+      const host = m.parentElement.getBoundingClientRect(), r = m.getBoundingClientRect();
+      if (r.width > host.width + 1 || r.right > host.right + 1) m.classList.add("qrnn-inline-scroll");
+    });
+    document.querySelectorAll(BOXES).forEach((box) => {
+      if (box.closest(".qrnn-scroll") && box !== box.closest(".qrnn-scroll")) return;
+      if (box.matches("div.math") && box.querySelector("mjx-container")) return;
+      const over = box.scrollWidth > box.clientWidth + 1;
+      box.classList.toggle("qrnn-overflows", over);
+      let cue = box.previousElementSibling;
+      if (!(cue && cue.classList.contains("qrnn-scroll-cue"))) cue = null;
+      if (over && !cue) {
+        cue = document.createElement(box.matches(".qrnn-inline-scroll") ? "span" : "div");
+        cue.className = "qrnn-scroll-cue";
+        cue.textContent = "wider than the screen: scroll sideways →";
+        box.parentNode.insertBefore(cue, box);
+      }
+      if (cue) cue.hidden = !over;
+    });
+  }
+  function watchOverflow() {
+    markOverflow();
+    window.addEventListener("resize", markOverflow);
+    [300, 1500, 4000].forEach((t) => setTimeout(markOverflow, t));
+    if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+      MathJax.startup.promise.then(markOverflow);
+    }
+  }
+  window.qrnnMarkOverflow = markOverflow;  // for the browser test
 
   const KINDS = { quantizer: quantizerFigure, results: resultsFigure, lines: linesFigure };
   function init() {
@@ -269,6 +334,7 @@
     });
   }
   window.qrnnQuantize = quantize;  // exposed for the browser test
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
-  else init();
+  function start() { init(); watchOverflow(); }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
 })();
