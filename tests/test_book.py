@@ -3,6 +3,7 @@ browser (Debian's chromium driven by Playwright) on every page."""
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -89,6 +90,107 @@ def test_every_image_has_alt_text(book):
     assert not missing, missing
 
 
+def _soup(page: Path):
+    from bs4 import BeautifulSoup
+
+    return BeautifulSoup(page.read_text(errors="replace"), "html.parser")
+
+
+def test_every_display_cell_displays_something(book):
+    """A remove-input cell exists to show its output: one that shows nothing (an expression
+    inside an `if`, a figure that was never drawn) leaves a hole where the text cites it."""
+    empty = []
+    for page in _content_pages(book):
+        for cell in _soup(page).select("div.cell.tag_remove-input"):
+            out = cell.select_one("div.cell_output")
+            shown = out and (
+                out.get_text(strip=True)
+                or out.find(["img", "svg", "table"])
+                or out.select_one("div.qrnn-fig")
+            )  # drawn in the browser: checked there
+            if not shown:
+                empty.append((page.name, cell.get_text(" ", strip=True)[:80]))
+    assert not empty, empty
+
+
+PLACEHOLDER = re.compile(r"<[^>]*>|your[-_]|example\.(com|org)|qrnn-study|TODO|placeholder", re.I)
+
+
+def test_no_link_or_button_points_to_a_placeholder(book):
+    """Links and buttons lead somewhere real; with no repository URL set (qrnn_repository_url,
+    QRNN_REPOSITORY_URL) there is no repository, Binder or Colab button at all."""
+    url = os.environ.get("QRNN_REPOSITORY_URL", "")
+    bad = []
+    for page in _content_pages(book):
+        soup = _soup(page)
+        for tag in soup.find_all(["a", "button", "link", "script", "img"]):
+            for key in ("href", "src", "data-url", "onclick"):
+                v = unquote(tag.get(key) or "")
+                if not v or v.startswith("data:"):
+                    continue
+                launch = re.search(r"mybinder\.org|colab\.research|deepnote|jupyterhub", v)
+                if (
+                    PLACEHOLDER.search(v)
+                    or (launch and not url)
+                    or (url and launch and "notebooks/" not in v)
+                ):
+                    bad.append((page.name, key, v[:100]))  # fmt: skip
+    assert not bad, bad
+
+
+def _page_commands(page: Path) -> list[str]:
+    """The shell commands a reader copies from a page: bash blocks, comments dropped."""
+    cmds = []
+    for pre in _soup(page).select("div.highlight-bash pre"):
+        for line in pre.get_text().replace("\\\n", " ").splitlines():
+            cmd = line.split(" #")[0].strip()
+            if cmd and not cmd.startswith("#"):
+                cmds.append(cmd)
+    return cmds
+
+
+def _notebook_parameters(path: Path) -> set[str]:
+    import json
+
+    nb = json.loads(path.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    return {m.group(1) for m in re.finditer(r"^(\w+)\s*=", "".join(cell["source"]), re.M)}
+
+
+def test_reproduce_page_commands_work(book):
+    """Every command of the reproduce page, in order: the quick ones run (against the committed
+    records); the rest parse with qrnn's own parser, name existing notebooks and parameters and
+    existing make targets. No placeholders."""
+    from qrnn.cli import build_parser
+
+    cmds = _page_commands(book / "book" / "reproduce.html")
+    assert cmds and cmds[0].startswith(("git clone", "make venv")), cmds[:2]
+    assert "source .venv/bin/activate" in cmds, "the page must say how to use the venv"
+    bin_ = Path(sys.executable).parent
+    targets = set(re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), re.M))
+    for cmd in cmds:
+        assert not PLACEHOLDER.search(cmd), cmd
+        argv = shlex.split(cmd)
+        if argv[0] == "make":
+            assert set(argv[1:]) <= targets, cmd
+        elif argv[0] in ("source", "export", "git", "cd"):
+            assert argv[0] != "source" or (ROOT / argv[1]).exists(), cmd
+        elif argv[0] == "qrnn":
+            args = build_parser().parse_args(argv[1:])  # flags and values are real
+            quick = args.command == "schemes" or (args.command == "show" and "cpu-v1" in cmd)
+            if quick:
+                r = subprocess.run([str(bin_ / "qrnn"), *argv[1:]], cwd=ROOT, capture_output=True,
+                                   text=True, timeout=120)  # fmt: skip
+                assert r.returncode == 0, (cmd, r.stderr[-2000:])
+        elif argv[0] == "papermill":
+            nb = ROOT / argv[1]
+            assert nb.exists() and "--cwd" in argv, cmd
+            names = {argv[i + 1] for i, a in enumerate(argv) if a == "-p"}
+            assert names <= _notebook_parameters(nb), (cmd, names - _notebook_parameters(nb))
+        else:
+            pytest.fail(f"unknown command on the reproduce page: {cmd}")
+
+
 def test_no_page_references_an_outside_script_or_stylesheet(book):
     for page in _pages(book):
         text = page.read_text()
@@ -144,6 +246,13 @@ def test_every_page_in_a_real_browser(book, browser):
         )
         if broken:
             events.append(f"images not loaded: {broken}")
+        # every display cell shows something once the page's scripts have run
+        blank = page.evaluate("""[...document.querySelectorAll('div.cell.tag_remove-input')]
+            .filter(c => { const o = c.querySelector('div.cell_output');
+              return !o || !(o.innerText.trim() || o.querySelector('img, table, svg *')); })
+            .map(c => c.innerText.slice(0, 60))""")
+        if blank:
+            events.append(f"display cells without output: {blank}")
         page.screenshot(path=str(shots / f"{page_path.stem}.png"), full_page=True)
         if events:
             problems.append((page_path.name, events))
@@ -158,10 +267,25 @@ def test_quantizer_explorer_responds_to_input(book, browser):
     path = fig.locator("g.series[data-name=deterministic] path")
     before = path.get_attribute("d")
     levels = fig.locator(".qrnn-note")
-    assert "ternary" in levels.inner_text()
+    assert "ternary (W0 = 0.50)" in levels.inner_text()
+    # the visible slider value is the W0 the plot uses (its levels), and it follows the slider
+    slider, shown = fig.locator("input.qrnn-scale"), fig.locator("output.qrnn-scale-value")
+    for value in ("0.5", "0.7"):
+        slider.evaluate(f"e => {{ e.value = '{value}'; e.dispatchEvent(new Event('input')); }}")
+        w0 = float(shown.inner_text())
+        assert w0 == float(value) == float(fig.get_attribute("data-scale"))
+        assert f"levels on this range: {-w0:g}, 0, {w0:g}" in levels.inner_text()
+    assert fig.locator("input.qrnn-fbits").is_disabled()  # pow2-ternary only
     fig.locator("select.qrnn-method").select_option("binary")
     assert path.get_attribute("d") != before
-    assert "binary: deterministic levels on this range: -0.5, 0.5" in levels.inner_text()
+    assert shown.inner_text() == "1.00"  # the library's default H = 1
+    assert "binary (H = 1.00): deterministic levels on this range: -1, 1" in levels.inner_text()
+    fig.locator("select.qrnn-method").select_option("exponential")
+    assert slider.is_disabled() and fig.locator("input.qrnn-fbits").is_disabled()
+    assert "exponents -22..9" in levels.inner_text()  # the library's default range
+    fig.locator("select.qrnn-method").select_option("pow2-ternary")
+    assert slider.is_disabled() and not fig.locator("input.qrnn-fbits").is_disabled()
+    fig.locator("select.qrnn-method").select_option("binary")
     dots = fig.locator("g.series[data-name='one stochastic draw'] circle")
     first = [dots.nth(i).get_attribute("cy") for i in range(dots.count())]
     fig.locator("button.qrnn-resample").click()
@@ -211,16 +335,85 @@ def test_jacobian_figure_switches_model(book, browser):
     page.close()
 
 
+def test_method_colours_agree_between_figures(book, browser):
+    """One colour per method (qrnn.viz.METHOD_COLORS) in every interactive figure and view."""
+    from qrnn.viz import METHOD_COLORS, palette
+
+    known = palette()
+    wrong = []
+    page = browser.new_page()
+    for page_path in _content_pages(book):
+        if "qrnn-fig" not in page_path.read_text():
+            continue
+        page.goto(page_path.as_uri(), wait_until="load")
+        for i in range(page.locator("div.qrnn-fig").count()):
+            fig = page.locator("div.qrnn-fig").nth(i)
+            selects = fig.locator("select.qrnn-group, select.qrnn-task")
+            views = selects.first.locator("option").all_inner_texts() if selects.count() else [""]
+            for view in views:
+                if view:
+                    selects.first.select_option(view)
+                for name, color in fig.locator("g.series").evaluate_all(
+                        "gs => gs.map(g => [g.dataset.name, g.dataset.color])"):  # fmt: skip
+                    if name in known and color != known[name]:
+                        wrong.append((page_path.name, i, view, name, color))
+    page.close()
+    assert not wrong, wrong
+    assert len(set(METHOD_COLORS.values())) == len(METHOD_COLORS)
+
+
+CLIPPED = """() => {
+  const vw = document.documentElement.clientWidth, out = [];
+  const art = document.querySelector("article.bd-article");
+  if (!art) return out;
+  for (const e of art.querySelectorAll("*")) {
+    if (e.closest("mjx-assistive-mml, script, style, .visually-hidden, .sr-only")) continue;
+    const r = e.getBoundingClientRect();
+    if (!r.width || !r.height || getComputedStyle(e).visibility === "hidden") continue;
+    let a = e.parentElement, boxed = false, clipped = false;
+    for (; a && a !== document.body; a = a.parentElement) {
+      const o = getComputedStyle(a).overflowX;
+      if (o === "auto" || o === "scroll") { boxed = true; break; }
+      const ar = a.getBoundingClientRect();
+      if ((o === "hidden" || o === "clip") && (r.right > ar.right + 1 || r.left < ar.left - 1)) {
+        clipped = true; break;
+      }
+    }
+    if (!boxed && (clipped || r.right > vw + 1 || r.left < -1)) {
+      out.push(`${e.tagName.toLowerCase()}.${e.className && e.className.baseVal === undefined
+        ? e.className : ""} "${(e.textContent || "").trim().slice(0, 50)}" ${Math.round(r.right)}`);
+    }
+  }
+  return out.slice(0, 8);
+}"""
+
+
 def test_pages_fit_a_phone_width_screen(book, browser):
-    """At 390 px no page scrolls sideways: wide tables scroll inside their own box."""
-    wide = []
+    """At 390 px no page scrolls sideways and no content is cut off outside a scroll box: wide
+    tables, equations and code scroll inside their own box, with a visible cue."""
+    wide, clipped, cues = [], [], 0
     ctx = browser.new_context(viewport={"width": 390, "height": 844})
     for page_path in _content_pages(book):
         page = ctx.new_page()
         page.goto(page_path.as_uri(), wait_until="load")
+        if 'class="math' in page_path.read_text():
+            page.wait_for_selector("mjx-container", timeout=15000)
+        page.wait_for_timeout(200)
+        page.evaluate("window.qrnnMarkOverflow && window.qrnnMarkOverflow()")
         width = page.evaluate("document.documentElement.scrollWidth")
         if width > 392:
             wide.append((page_path.name, width))
+        found = page.evaluate(CLIPPED)
+        if found:
+            clipped.append((page_path.name, found))
+        boxes = page.locator(".qrnn-overflows")
+        cues += boxes.count()
+        uncued = page.evaluate("""[...document.querySelectorAll('.qrnn-overflows')].filter(b =>
+            !(b.previousElementSibling || {}).classList?.contains('qrnn-scroll-cue')).length""")
+        if uncued:
+            clipped.append((page_path.name, f"{uncued} scroll boxes without a cue"))
         page.close()
     ctx.close()
     assert not wide, wide
+    assert not clipped, clipped
+    assert cues > 0  # the phone width does overflow some boxes, and they are marked
