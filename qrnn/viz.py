@@ -60,7 +60,7 @@ def figure(kind: str, spec: dict | None = None, alt: str = "", caption: str = ""
 
     if kind not in ("quantizer", "results", "lines"):
         raise ValueError(f"unknown figure kind {kind!r}; choose quantizer, results or lines")
-    spec = {"colors": palette(), **(spec or {})}
+    spec = {"colors": palette(), "ylabels": METRIC_LABELS, **(spec or {})}
     data = html.escape(json.dumps(_clean(spec)), quote=True)
     label = html.escape(alt, quote=True)
     cap = f"<figcaption><p>{caption}</p></figcaption>" if caption else ""
