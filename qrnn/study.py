@@ -566,6 +566,42 @@ def __getattr__(name: str):  # the tables' functions, from their own module
     raise AttributeError(f"module 'qrnn.study' has no attribute {name!r}")
 
 
+def init_table(profile: str = "cpu", results: str | Path = "results", seed: int = 0):
+    """``init.csv``: for every (experiment, task, cell, method) of the profile, the model of
+    seed ``seed`` exactly as training builds it at step 0 (same init seed, same
+    :func:`qrnn.train.build_model`), and per recurrent tensor its share of exact zeros after
+    deterministic quantization, RMS and spectral norm (:func:`qrnn.train.weight_stats`): which
+    methods start disconnected (issue 12). Input sizes: PTB-char 50 symbols, digits 40
+    features (the loaders' defaults)."""
+    import pandas as pd
+    import torch
+
+    from .records import atomic_write_bytes
+    from .train import LM_TASKS, build_model, derive_seeds, weight_stats
+
+    rows, seen = [], set()
+    for run in grid(profile):
+        key = (run.experiment, run.task, run.cell, run.method)
+        if run.seed != seed or key in seen:
+            continue
+        seen.add(key)
+        cfg = run.config
+        size = 50 if cfg.task in LM_TASKS else 40
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seeds(cfg.seed)["init"])
+            model = build_model(cfg, size)
+        for name, st in weight_stats(model).items():
+            rows.append({**dict(zip(("experiment", "task", "cell", "method"), key, strict=True)),
+                         "tensor": name.split(".")[-1], "quantized": st["quantized"],
+                         "zero": st["zero"], "rms": st["rms"],
+                         "spectral": st.get("spectral")})  # fmt: skip
+    table = pd.DataFrame(rows)
+    folder = Path(results) / profile
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(folder / "init.csv", table.to_csv(index=False).encode())
+    return table
+
+
 # ------------------------------------------------------------------------------ post-training
 def _trained_dir(run: Run, results, profile: str) -> Path | None:
     """The run's folder if it completed and kept its best weights (``model.pt`` or the packed

@@ -12,6 +12,7 @@ import json
 import math
 from pathlib import Path
 
+from .records import load_record
 from .verdicts import GROUP, LEVEL, MARGINS, claim_verdict, count_text, group_verdict, interval
 
 # experiments without a float model of their own, and where their float reference lives
@@ -75,7 +76,7 @@ def collect(profile: str, results: str | Path = "results") -> list[dict]:
     labels = json.loads(gpath.read_text()) if gpath.exists() else {}
     rows = []
     for rec_path in sorted(out.glob("*/run.json")):
-        rec = json.loads(rec_path.read_text())
+        rec = load_record(rec_path)  # a corrupt record: one line naming the file and the fix
         lab = labels.get(rec["run_id"])
         if lab is None or rec["status"] in ("running", "failed"):  # not a result
             continue

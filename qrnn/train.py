@@ -66,7 +66,7 @@ class RunConfig:
     dropout: float = 0.0  # between layers and before the output layer
     scheme: str = "float"  # float | binary | ternary | pow2-ternary | exponential
     stochastic: bool = False  # sample stochastic rounding in training (eval: deterministic)
-    quantizer_options: dict = field(default_factory=dict)  # e.g. {"scale": "glorot"}
+    quantizer_options: dict = field(default_factory=dict)  # method options, e.g. scale=glorot
     quantize_input: bool = True  # input-to-hidden matrices
     quantize_recurrent: bool = True  # hidden-to-hidden matrices
     quantize_bias: bool = True  # biases (the authors quantize them too)

@@ -135,3 +135,25 @@ def test_truncated_checkpoint_is_set_aside_and_the_run_completes(tmp_path):
     assert [p.name.startswith("checkpoint.pt.corrupt-") for p in run.iterdir()].count(True) == 1
     assert rec["status"] == "completed" and rec["test"] == whole["test"]
     assert records.load_record(run)["status"] == "completed"
+
+
+def test_init_table_matches_the_records_step_0(tmp_path):
+    """``qrnn study init-table`` rebuilds each method's model as training does: its zero
+    shares and norms equal those the run record stores at step 0."""
+    from qrnn import study
+
+    table = study.init_table("smoke", tmp_path)
+    run = next(
+        r for r in study.grid("smoke") if r.task == "ptb-char" and r.method == "ternary-stoch"
+    )
+    g = torch.Generator().manual_seed(0)
+    stream = torch.randint(0, 50, (4000,), generator=g)
+    data = _Data(stream, stream[:2000], stream[:2000], 50, {"synthetic": True})
+    cfg = RunConfig(**{**vars(run.config), "epochs": 1})
+    rec = train(cfg, tmp_path / "runs", quiet=True, data=data)
+    mine = table[(table["experiment"] == "main") & (table["method"] == "ternary-stoch")
+                 & (table["task"] == "ptb-char")].set_index("tensor")  # fmt: skip
+    for name, st in rec["weights_init"].items():
+        row = mine.loc[name.split(".")[-1]]
+        assert row["zero"] == st["zero"] and row["rms"] == pytest.approx(st["rms"])
+    assert (tmp_path / "smoke" / "init.csv").exists()
