@@ -95,7 +95,7 @@ from qrnn.viz import style
 values = {f.name: globals().get(f.name) for f in dataclasses.fields(RunConfig)}
 config, filled = presets.config_from(values, preset)
 results = presets.results_path(results_dir)
-print(run_id(config), "->", results)
+print(run_id(config), "->", results_dir)
 print(f"from preset {preset!r}:", ", ".join(f"{k}={getattr(config, k)!r}" for k in filled))
 
 # %%

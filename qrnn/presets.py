@@ -125,7 +125,8 @@ def describe(est: Mapping[str, Any]) -> str:
     return (
         f"estimated training time: about {est['seconds']:.0f} s ({est['epochs']} epochs x "
         f"{n['train']} training + {n['valid']} validation batches, {est['train_batch_s'] * 1e3:.0f}"
-        f" ms per training batch on {est['threads']} threads; early stopping can end it sooner)"
+        f" ms per training batch on {est['threads']} thread{'s' * (est['threads'] != 1)}; early"
+        " stopping can end it sooner)"
     )
 
 
