@@ -282,11 +282,25 @@ def _study(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                     "integer_max_abs_diff", "integer_same_prediction"]  # fmt: skip
             print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
             return 0
+        if args.study_command == "init-table":
+            table = study.init_table(args.profile, args.results)
+            wide = table[table["tensor"].str.startswith("weight")].pivot_table(
+                index=["experiment", "task", "cell", "method"], columns="tensor", values="zero"
+            )
+            print("share of exact zeros at step 0 (written to init.csv)")
+            print(wide.to_string(float_format=lambda v: f"{v:.3f}"))
+            return 0
         _, summary = study.summarize(args.profile, args.results, args.data)
         print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         return 0
     except ValueError as e:
         parser.error(str(e))
+
+
+def study_profiles() -> tuple[str, ...]:
+    from .study import PROFILES
+
+    return PROFILES
 
 
 def _run_note(status: str, run_dir: Path) -> str:
@@ -348,13 +362,14 @@ def build_parser() -> argparse.ArgumentParser:
             "pack the trained runs, count operations and energy, run the integer "
             "path: hardware.csv",
         ),
+        ("init-table", "each method's weights at step 0 (zero shares, norms): init.csv"),
     ):
         sp = stsub.add_parser(name, help=helptext)
-        sp.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "paper"),
+        sp.add_argument("--profile", default="cpu", choices=study_profiles(),
                         help="grid size (default: cpu)")  # fmt: skip
         sp.add_argument("--results", default="results", help="results folder")
         sp.add_argument("--data", default=None, help="data mirror folder (default: $QRNN_DATA)")
-        if name != "summarize":
+        if name not in ("summarize", "init-table"):
             sp.add_argument(
                 "--only",
                 action="append",
