@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import logging
 import math
 import os
 import time
@@ -499,7 +500,13 @@ def run_study(
         else:
             from dask.distributed import Client, LocalCluster, as_completed
 
-            cluster = LocalCluster(n_workers=jobs, threads_per_worker=1) if not scheduler else None
+            # silence_logs=ERROR: a worker whose papermill kernel is still exiting at shutdown
+            # is killed with a WARNING that reads like a failure of a study that succeeded
+            cluster = (
+                LocalCluster(n_workers=jobs, threads_per_worker=1, silence_logs=logging.ERROR)
+                if not scheduler
+                else None
+            )
             with Client(scheduler or cluster) as client:
                 futs = client.map(execute_run, [runs[i] for i in order], results=args[0],
                                   data_root=data_root, pure=False)  # fmt: skip
