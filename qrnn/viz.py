@@ -27,6 +27,13 @@ METHOD_COLORS: dict[str, str] = {
     "pow2-stoch": "#9fd4aa",
     "exponential-det": "#8172b3",
     "exponential-stoch": "#bcb1e3",
+    # the cause experiments (issue 14): binary's hue family, float's grey family
+    "binary-glorot-det": "#8c2d04",
+    "binary-glorot-stoch": "#d9822b",
+    "binary-rms-det": "#b8860b",
+    "binary-rms-stoch": "#e6c35c",
+    "float-noise-binary": "#937860",
+    "float-noise-ternary": "#c9b49c",
 }
 CELL_COLORS: dict[str, str] = {"rnn": "#dd8452", "gru": "#937860", "lstm": "#64b5cd"}
 METRIC_LABELS: dict[str, str] = {
