@@ -13,6 +13,8 @@
 * A colophon in the footer: the commit the book was built from and the last commit of the run
   records it reads (``qrnn_results``).
 * Bibliography labels in the author-year style of the citations (pybtex style ``authoryear``).
+* The study's trained models (packed ``model.npz`` of every committed run) are copied into the
+  build under ``models/`` for download.
 """
 
 from __future__ import annotations
@@ -75,6 +77,25 @@ def _copy_mathjax(app, exception) -> None:
     dest = Path(app.outdir) / "_static" / "mathjax"
     if not (dest / MATHJAX_ENTRY).exists():
         shutil.copytree(_mathjax_source(), dest, dirs_exist_ok=True)
+
+
+MODELS = "models"  # build folder of the trained models offered for download
+
+
+def model_href(run_id: str) -> str:
+    """Link, from a page under ``book/``, to a committed run's packed model in the build."""
+    return f"../{MODELS}/{run_id}.npz"
+
+
+def _copy_models(app, exception) -> None:
+    """Copy every committed packed model of the study (``results/cpu/runs/*/model.npz``) to
+    ``<build>/models/<run-id>.npz``, so the results page can offer them for download."""
+    if exception is not None or app.builder.format != "html":
+        return
+    dest = Path(app.outdir) / MODELS
+    for f in sorted((ROOT / "results" / "cpu" / "runs").glob("*/model.npz")):
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f, dest / f"{f.parent.name}.npz")
 
 
 def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
@@ -143,6 +164,7 @@ def setup(app):
     app.add_config_value("qrnn_results", "results/cpu-v1", "html")
     app.connect("config-inited", _config_inited)
     app.connect("build-finished", _copy_mathjax)
+    app.connect("build-finished", _copy_models)
     app.connect("html-page-context", _dedupe_scripts)
     app.connect("html-page-context", _ipynb_download, priority=500)
     app.connect("html-page-context", _launch_only_where_useful, priority=600)
