@@ -71,7 +71,7 @@ min_lr = None  # floor for the decayed lr
 clip_grad = None  # gradient-norm clipping (0: off)
 diverge_factor = None  # diverged if the running training loss exceeds this x uniform
 device = None  # auto (cuda if present) | cpu | cuda | cuda:N
-threads = None  # torch intra-op threads on CPU (0: torch's default)
+threads = None  # torch intra-op threads on CPU (0: torch's default); class: 1
 
 # Where the run record goes, and notebook-only settings.
 results_dir = "runs/notebooks"  # records: <results_dir>/<run-id>/ (relative: to the repository)
