@@ -541,15 +541,24 @@ def _export_cmd(args, parser) -> int:
     except (FileNotFoundError, ValueError, NotImplementedError) as e:
         parser.error(str(e))
     if not (run / "model.pt").is_file():
-        parser.error(f"{run} has no model.pt (the run did not finish an epoch)")
-    try:
-        torch.load(run / "model.pt", map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated or overwritten file: torch raises several types
-        why = " ".join(str(e).split())[:200]
-        parser.error(
-            f"{run / 'model.pt'} is corrupt or truncated ({type(e).__name__}: {why}); "
-            "train the run again (qrnn train ... --force) or restore the file"
-        )
+        if not (run / "model.npz").is_file():
+            parser.error(
+                f"{run} has neither model.pt nor the packed model.npz (the run did not finish "
+                "an epoch)"
+            )
+        try:  # a committed run keeps the packed file only: export it again from there
+            read_packed(run / "model.npz")
+        except (PackedFormatError, ValueError) as e:
+            parser.error(f"{e}; restore the file from the repository")
+    else:
+        try:
+            torch.load(run / "model.pt", map_location="cpu", weights_only=True)
+        except Exception as e:  # a truncated or overwritten file: torch raises several types
+            why = " ".join(str(e).split())[:200]
+            parser.error(
+                f"{run / 'model.pt'} is corrupt or truncated ({type(e).__name__}: {why}); "
+                "train the run again (qrnn train ... --force) or restore the file"
+            )
     t0 = time.perf_counter()
     try:
         rep = export_run(run, args.out)

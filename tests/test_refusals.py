@@ -155,6 +155,11 @@ CASES = {
                       "--only", "cell=tcn"],
         2, ["--only cell", "unknown tcn", "gru"],
     ),
+    "truncated packed model of a committed run (no model.pt)": (
+        lambda w, r: ((r / RID / "model.pt").unlink(), _truncate(r / RID / "model.npz"),
+                      ["export", RID, "--results", str(r), "--out", str(w / "m.npz")])[2],
+        2, ["model.npz", "truncated", "restore"],
+    ),
     "malformed --only": (
         lambda w, r: ["study", "run", "--profile", "smoke", "--results", str(r),
                       "--only", "colour"],
@@ -225,3 +230,16 @@ def test_a_bad_papermill_parameter_fails_the_run_with_one_line(tmp_path):
     assert first == out["detail"]
     assert study.record_status(tmp_path / run.run_id) == "failed"
     assert not (tmp_path / run.run_id / runlock.CLAIM).exists()
+
+
+def test_export_of_a_committed_run_uses_its_packed_model(trained, tmp_path):
+    """Committed runs keep only model.npz: ``qrnn export`` rewrites it, same weights."""
+    from qrnn import load_packed
+
+    results = tmp_path / "results"
+    shutil.copytree(trained, results)
+    (results / RID / "model.pt").unlink()
+    assert main(["export", RID, "--results", str(results), "--out", str(tmp_path / "m.npz")]) == 0
+    a = load_packed(results / RID / "model.npz").state_dict()
+    b = load_packed(tmp_path / "m.npz").state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
