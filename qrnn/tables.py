@@ -131,8 +131,9 @@ def groups(runs):
             "completed": int((g["status"] == "completed").sum()),
             "diverged": int((g["status"] == "diverged").sum()),
             "learned": int(g["learned"].fillna(False).astype(bool).sum()),
+            "beats_baseline": int((g["test"] < g["baseline"]).sum()),  # = learned, by name
             "still_improving": int(g["still_improving"].fillna(False).astype(bool).sum()),
-            "test_mean": test["mean"], "test_sd": test["sd"],
+            "test_mean": test["mean"], "test_std": test["sd"],
             "test_lo": test["lo"], "test_hi": test["hi"],
             "gap_mean": gap["mean"], "gap_lo": gap["lo"], "gap_hi": gap["hi"],
             "n_paired": gap["n"], "margin": margin, "verdict": verdict, "works": works,

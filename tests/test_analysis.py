@@ -401,6 +401,6 @@ def test_find_runs_skips_runs_of_other_experiments(tmp_path):
     found = analysis.find_runs(tmp_path, "ptb-char", "lstm", "ternary-det", hidden=6,
                                layer_norm=True)  # fmt: skip
     assert len(found) == 1
-    models, origin = analysis.load_models("ptb-char", "lstm", ["ternary-det"], str(tmp_path),
+    _, origin = analysis.load_models("ptb-char", "lstm", ["ternary-det"], str(tmp_path),
                                           size=8, hidden=6, layer_norm=True)  # fmt: skip
     assert origin["ternary-det"] == found[0].name
