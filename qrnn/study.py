@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import tables as _tables
 from .train import RunConfig, run_id
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -414,7 +415,7 @@ def _execute_claimed(run: Run, out_dir: Path, run_dir: Path, data_root: str | No
     t0 = time.perf_counter()
     try:
         execute_notebook(
-            _portable(TRAIN_NOTEBOOK), str(run_dir / "train.ipynb"), parameters=params,
+            _portable(TRAIN_NOTEBOOK), _portable(run_dir / "train.ipynb"), parameters=params,
             cwd=str(ROOT), kernel_name="python3", progress_bar=False,
         )  # fmt: skip
     except Exception as e:  # recorded; the study goes on
@@ -556,21 +557,16 @@ def unigram_baseline(task: str = "ptb-char", data_root: str | None = None) -> fl
     return float(-logp[corpus.valid].mean())
 
 
+# the tables' functions, where the study's callers have always found them
+collect, claims, groups = _tables.collect, _tables.claims, _tables.groups
+normalization_table, NORMALIZATIONS = _tables.normalization_table, _tables.NORMALIZATIONS
+
+
 def summarize(profile: str, results: str | Path = "results", data_root: str | None = None):
     """Write the profile's tables (:func:`qrnn.tables.summarize`: runs, groups with intervals
     and verdicts, claims, causes, normalization); ``data_root`` is not needed any more (every
     record carries its own baseline) and kept for callers."""
-    from .tables import summarize as _summarize
-
-    return _summarize(profile, results)
-
-
-def __getattr__(name: str):  # the tables' functions, from their own module
-    if name in ("collect", "claims", "normalization_table", "NORMALIZATIONS", "groups"):
-        from . import tables
-
-        return getattr(tables, name)
-    raise AttributeError(f"module 'qrnn.study' has no attribute {name!r}")
+    return _tables.summarize(profile, results)
 
 
 def init_table(profile: str = "cpu", results: str | Path = "results", seed: int = 0):

@@ -178,6 +178,18 @@ def _fmt(r) -> str:
     return f"{r['gap_mean']:+.3f} [{r['gap_lo']:+.3f}, {r['gap_hi']:+.3f}]"
 
 
+# what a group's verdict says about a claim; anything else is "inconclusive"
+FAILS = {"fails": "supports", "diverged": "supports", "works": "contradicts"}  # claim 1
+SIMILAR_OR_BETTER = {"similar": "supports", "better": "supports", "worse": "contradicts",
+                     "diverged": "contradicts"}  # fmt: skip
+BETTER = {"better": "supports", "similar": "contradicts", "worse": "contradicts",
+          "diverged": "contradicts"}  # fmt: skip
+
+
+def _outcomes(verdicts, meaning: dict) -> list[str]:
+    return [meaning.get(v, "inconclusive") for v in verdicts]
+
+
 def claims(runs, summary) -> list[dict]:
     """The paper's claims (../shared/PAPER.md), each decided from the groups by its rule."""
     out = []
@@ -192,16 +204,14 @@ def claims(runs, summary) -> list[dict]:
         "per binary group of the main grid: supports when it diverges or the 95% interval of "
         "its gap to float lies above half of float's gain over the unigram/chance baseline "
         "(fails); contradicts when the interval lies below it (works)",
-        [{"fails": "supports", "diverged": "supports", "works": "contradicts"}.get(w,
-         "inconclusive") for w in binary["works"]],
+        _outcomes(binary["works"], FAILS),
         f"{len(binary)} groups")  # fmt: skip
     tern = main[main["method"].isin(["ternary-det", "ternary-stoch", "pow2-ternary"])]
     row("2. ternary and pow2-ternary give similar or better accuracy than float",
         "per group of the main grid: supports when the gap interval is within +-margin "
         "(similar) or below 0 (better); contradicts when above 0 (worse) or diverged; margins "
         "0.05 BPC, 1 point of error",
-        [{"similar": "supports", "better": "supports", "worse": "contradicts",
-          "diverged": "contradicts"}.get(v, "inconclusive") for v in tern["verdict"]],
+        _outcomes(tern["verdict"], SIMILAR_OR_BETTER),
         "; ".join(f"{r['task']} {r['cell']} {r['method']}: {_fmt(r)}"
                   for _, r in tern.iterrows()))  # fmt: skip
     out.append(_claim3(runs, summary))
@@ -215,8 +225,7 @@ def claims(runs, summary) -> list[dict]:
         "per (split, cell, method) of the digits experiment (FSDD for TIDIGITS): supports "
         "when the error-gap interval lies below 0; contradicts when it is similar, above 0 or "
         "diverged",
-        [{"better": "supports", "similar": "contradicts", "worse": "contradicts",
-          "diverged": "contradicts"}.get(v, "inconclusive") for v in dig["verdict"]],
+        _outcomes(dig["verdict"], BETTER),
         f"{len(dig)} groups")  # fmt: skip
     norm = normalization_table(summary)
     if len(norm):
