@@ -132,7 +132,7 @@ def test_no_link_or_button_points_to_a_placeholder(book):
                 if (
                     PLACEHOLDER.search(v)
                     or (launch and not url)
-                    or (url and launch and "notebooks/" not in v)
+                    or (url and launch and "executed/train.ipynb" not in v)
                 ):
                     bad.append((page.name, key, v[:100]))  # fmt: skip
     assert not bad, bad
@@ -175,6 +175,9 @@ def test_reproduce_page_commands_work(book):
             assert set(argv[1:]) <= targets, cmd
         elif argv[0] in ("source", "export", "git", "cd"):
             assert argv[0] != "source" or (ROOT / argv[1]).exists(), cmd
+        elif argv[0] in ("mkdir", "cp"):  # the copy of the committed records under runs/
+            assert argv[-1].startswith("runs/"), cmd
+            subprocess.run(argv, cwd=ROOT, check=True, timeout=120)
         elif argv[0] == "qrnn":
             args = build_parser().parse_args(argv[1:])  # flags and values are real
             quick = args.command == "schemes" or (args.command == "show" and "cpu-v1" in cmd)
@@ -187,6 +190,10 @@ def test_reproduce_page_commands_work(book):
             assert nb.exists() and "--cwd" in argv, cmd
             names = {argv[i + 1] for i, a in enumerate(argv) if a == "-p"}
             assert names <= _notebook_parameters(nb), (cmd, names - _notebook_parameters(nb))
+            if "cpu-v1" in argv and "results.ipynb" in argv[1]:  # the quick one: it runs
+                r = subprocess.run([str(bin_ / "papermill"), *argv[1:]], cwd=ROOT,
+                                   capture_output=True, text=True, timeout=600)  # fmt: skip
+                assert r.returncode == 0, (cmd, (r.stdout + r.stderr)[-3000:])
         else:
             pytest.fail(f"unknown command on the reproduce page: {cmd}")
 
@@ -417,3 +424,41 @@ def test_pages_fit_a_phone_width_screen(book, browser):
     assert not wide, wide
     assert not clipped, clipped
     assert cues > 0  # the phone width does overflow some boxes, and they are marked
+
+
+@pytest.mark.parametrize("name", ["train", "jacobian", "results"])
+def test_notebook_pages_are_executed_copies(name):
+    """The notebook pages (book/executed/, written by book/_ext/executed.py) are executed copies
+    of notebooks/<name>.ipynb: the same code, a note naming the command that produced them and
+    when, and no section without output. Rerun the script when a notebook changes."""
+    import json
+
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    from executed import code_sources, repository_url
+
+    copy = json.loads((ROOT / "book" / "executed" / f"{name}.ipynb").read_text())
+    source = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+    assert code_sources(copy) == code_sources(source), "rerun book/_ext/executed.py " + name
+    note = "".join(copy["cells"][1]["source"])
+    assert "Executed copy" in note and f"papermill notebooks/{name}.ipynb" in note
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", note) and "commit `" in note
+    text = json.dumps(copy)
+    assert "/work/" not in text and "/home/" not in text and "/root/" not in text
+    errors = [o for c in copy["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert not errors
+    install = [c for c in copy["cells"] if "install" in c["metadata"].get("tags", [])]
+    if name == "train" and repository_url():  # launch buttons open it: it installs qrnn
+        assert install and repository_url() in "".join(install[0]["source"])
+    else:
+        assert not install
+    section, empty = None, []
+    for cell in copy["cells"] + [{"cell_type": "markdown", "source": "## end"}]:
+        src = "".join(cell["source"])
+        if cell["cell_type"] == "markdown" and src.lstrip().startswith("## "):
+            if section and section[1] and not section[2]:
+                empty.append(section[0])
+            section = [src.splitlines()[0], 0, 0]
+        elif cell["cell_type"] == "code" and section:
+            section[1] += 1
+            section[2] += len(cell.get("outputs", []))
+    assert not empty, f"sections without output: {empty}"

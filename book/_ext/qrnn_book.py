@@ -160,7 +160,7 @@ def _register_label_style() -> None:
 def setup(app):
     _register_label_style()
     app.add_config_value("qrnn_repository_url", "", "html")
-    app.add_config_value("qrnn_launch_pages", ["notebooks/train"], "html")
+    app.add_config_value("qrnn_launch_pages", ["book/executed/train"], "html")
     app.add_config_value("qrnn_results", "results/cpu-v1", "html")
     app.connect("config-inited", _config_inited)
     app.connect("build-finished", _copy_mathjax)
