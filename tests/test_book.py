@@ -462,3 +462,30 @@ def test_notebook_pages_are_executed_copies(name):
             section[1] += 1
             section[2] += len(cell.get("outputs", []))
     assert not empty, f"sections without output: {empty}"
+
+
+def test_glossary_terms_are_linked_on_every_page(book):
+    """A glossary term that a page's prose uses is linked to its definition on that page
+    (book/_ext/qrnn_book.py links the first mention)."""
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    from qrnn_book import GLOSSARY
+
+    glossary = _soup(book / "book" / "glossary.html")
+    ids = {dt.get_text(" ", strip=True).rstrip("¶#").strip().lower(): dt.get("id")
+           for dt in glossary.select("dl.glossary dt")}  # fmt: skip
+    assert set(ids) == {t.lower() for t in GLOSSARY}, ids
+    missing = []
+    for page in _content_pages(book):
+        if page.stem in ("glossary", "genindex") or "api" in page.stem:
+            continue
+        soup = _soup(page)
+        art = soup.select_one("article.bd-article") or soup
+        hrefs = {a.get("href", "").split("#")[-1] for a in art.find_all("a")}
+        for el in art.select("pre, code, .math, h1, h2, h3, h4, figcaption, .cell_output, a"):
+            el.decompose()
+        prose = " ".join(e.get_text(" ") for e in art.select("p, li, td, dd"))
+        for term, pattern in GLOSSARY.items():
+            rx = re.compile(rf"\b{pattern}\b", 0 if term.isupper() else re.I)
+            if rx.search(prose) and ids[term.lower()] not in hrefs:
+                missing.append((str(page.relative_to(book)), term))
+    assert not missing, missing

@@ -15,11 +15,14 @@
 * Bibliography labels in the author-year style of the citations (pybtex style ``authoryear``).
 * The study's trained models (packed ``model.npz`` of every committed run) are copied into the
   build under ``models/`` for download.
+* Glossary terms are linked where they first appear in the prose of each page
+  (:data:`GLOSSARY`), unless the page already links that term itself.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -136,6 +139,73 @@ def _launch_only_where_useful(app, pagename, templatename, context, doctree) -> 
         context["header_buttons"] = [b for b in buttons if b.get("label") != "launch-buttons"]
 
 
+# glossary term (as written in book/glossary.md) -> how it appears in prose
+GLOSSARY: dict[str, str] = {
+    "Pow2-ternarization": r"pow2-ternari[sz]ation",
+    "Exponential quantization": r"exponential quantization",
+    "Post-training quantization": r"post-training quantization",
+    "Straight-through estimator": r"straight-through estimator",
+    "Stochastic rounding": r"stochastic rounding",
+    "Shadow weight": r"shadow weights?",
+    "Binarization": r"binari[sz]ation",
+    "Ternarization": r"(?<!-)ternari[sz]ation",
+    "Run record": r"run records?",
+    "Packed file": r"packed (?:model )?files?",
+    "Glorot bound": r"Glorot bounds?",
+    "BPTT": r"BPTT",
+    "BPC": r"BPC",
+}
+_GLOSSARY_PAGE = "book/glossary"
+
+
+def _skip_node(node) -> bool:
+    """Text where a link does not belong: code, math, titles, links, captions, outputs."""
+    from docutils import nodes
+    from sphinx import addnodes
+
+    kinds = (nodes.literal, nodes.literal_block, nodes.math, nodes.math_block, nodes.title,
+             nodes.reference, nodes.term, nodes.raw, nodes.caption, nodes.rubric, nodes.comment,
+             nodes.substitution_definition, addnodes.pending_xref, addnodes.desc_signature,
+             addnodes.toctree, nodes.field_name, nodes.option_list)  # fmt: skip
+    p = node.parent
+    while p is not None:
+        if isinstance(p, kinds) or "cell_output" in p.get("classes", []):
+            return True
+        p = p.parent
+    return False
+
+
+def _link_glossary_terms(app, doctree) -> None:
+    """Link the first prose mention of each glossary term on a page to its definition."""
+    from docutils import nodes
+    from sphinx import addnodes
+
+    docname = app.env.docname
+    if docname == _GLOSSARY_PAGE:
+        return
+    linked = {
+        x["reftarget"].lower()
+        for x in doctree.findall(addnodes.pending_xref)
+        if x.get("reftype") == "term"
+    }
+    for term, pattern in GLOSSARY.items():
+        if term.lower() in linked:
+            continue
+        rx = re.compile(rf"\b{pattern}\b", 0 if term.isupper() else re.I)
+        for text in list(doctree.findall(nodes.Text)):
+            m = rx.search(str(text))
+            if not m or _skip_node(text):
+                continue
+            s, word = str(text), m.group(0)
+            inner = nodes.inline(word, word, classes=["xref", "std", "std-term"])
+            xref = addnodes.pending_xref("", inner, refdomain="std", reftype="term",
+                                         reftarget=term.lower(), refexplicit=True,
+                                         refwarn=True, refdoc=docname)  # fmt: skip
+            new = [nodes.Text(s[: m.start()]), xref, nodes.Text(s[m.end() :])]
+            text.parent.replace(text, new)
+            break
+
+
 def _register_label_style() -> None:
     from pybtex.plugin import register_plugin
     from pybtex.style.formatting.unsrt import Style
@@ -165,6 +235,7 @@ def setup(app):
     app.connect("config-inited", _config_inited)
     app.connect("build-finished", _copy_mathjax)
     app.connect("build-finished", _copy_models)
+    app.connect("doctree-read", _link_glossary_terms)
     app.connect("html-page-context", _dedupe_scripts)
     app.connect("html-page-context", _ipynb_download, priority=500)
     app.connect("html-page-context", _launch_only_where_useful, priority=600)
