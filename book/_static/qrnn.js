@@ -292,7 +292,26 @@
   /* Wide content scrolls inside its own box; a box that overflows gets a visible cue. */
   const BOXES = ".bd-article table, .qrnn-scroll, .bd-article div.math, " +
     ".bd-article mjx-container[display=true], .bd-article div.highlight pre, .qrnn-inline-scroll";
+  /* A static figure of several panels shrunk to a phone's width is unreadable: there it keeps
+     80 % of its drawn size and scrolls sideways in its own box. */
+  function widenFigures() {
+    document.querySelectorAll(".bd-article .cell_output img").forEach((img) => {
+      if (!img.complete || !img.naturalWidth) return;
+      let box = img.parentElement;
+      if (!box.classList.contains("qrnn-scroll")) {
+        box = document.createElement("div");
+        box.className = "qrnn-scroll qrnn-img-scroll";
+        img.parentNode.insertBefore(box, img);
+        box.appendChild(img);
+      }
+      const want = Math.round(img.naturalWidth * 0.8);
+      const narrow = box.clientWidth < 0.6 * img.naturalWidth;  // a phone, not a laptop
+      img.style.maxWidth = narrow ? "none" : "";
+      img.style.width = narrow ? `${want}px` : "";
+    });
+  }
   function markOverflow() {
+    widenFigures();
     // inline math wider than its line becomes a scroll box of its own
     document.querySelectorAll(".bd-article mjx-container:not([display=true])").forEach((m) => {
       const host = m.parentElement.getBoundingClientRect(), r = m.getBoundingClientRect();
@@ -317,6 +336,8 @@
   function watchOverflow() {
     markOverflow();
     window.addEventListener("resize", markOverflow);
+    document.querySelectorAll(".bd-article .cell_output img").forEach((img) =>
+      img.addEventListener("load", markOverflow));
     [300, 1500, 4000].forEach((t) => setTimeout(markOverflow, t));
     if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
       MathJax.startup.promise.then(markOverflow);
