@@ -465,7 +465,8 @@ def noise_study(
     :func:`qrnn.analysis.init_model`; a results folder / profile: the first matching trained
     run, methods without one skipped) over one validation sequence
     (:func:`qrnn.analysis.load_sequence`), and write the records to ``out`` (default
-    ``results/analysis``) as ``noise_<task>_<cell>_<tag>_h<hidden>_T<seq_len>_K<draws>_s<seed>``:
+    ``results/analysis``) as ``noise_<task>_<cell>_<tag>_h<hidden>_T<seq_len>_K<draws>_s<seed>``
+    plus ``_<field><value>`` per ``config`` entry in name order:
 
     * ``.csv``: :func:`deviation_summary` per (method, origin, mode, t);
     * ``_jacobians.csv``: the per-draw Jacobian rows, with method and origin;
@@ -491,6 +492,18 @@ def noise_study(
     except FileNotFoundError as e:
         print(f"noise_study: skipped, {e}")
         return None
+    if str(source) != "init":  # a stochastic draw needs the shadow weights of model.pt
+        runs_folder = analysis._runs_folder(source)
+        for label in list(models):
+            stochastic = analysis.get_method(label).stochastic
+            if stochastic and not (runs_folder / origin[label] / "model.pt").exists():
+                print(
+                    f"noise_study: {label} skipped, run {origin[label]} keeps only its packed "
+                    "model (quantized weights, no shadow weights: every draw would equal the "
+                    "deterministic weights)"
+                )
+                del models[label]
+                origin[label] = "packed-only"
     if not models:
         print(f"noise_study: skipped, no trained run in {source} for {', '.join(methods)}")
         return None
@@ -528,6 +541,7 @@ def noise_study(
     folder = Path(out) if out is not None else ROOT / "results" / "analysis"
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"noise_{task}_{cell}_{_tag(source)}_h{hidden}_T{seq_len}_K{draws}_s{seed}"
+    stem += "".join(f"_{k}{v}" for k, v in sorted(config.items()))  # e.g. _embed32_initglorot
     paths = {
         "summary": folder / f"{stem}.csv",
         "jacobians": folder / f"{stem}_jacobians.csv",
@@ -595,7 +609,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--out", default=None)
     p.add_argument("--data-root", default=None)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a RunConfig field of the models (init: built with it; trained: runs must have it), "
+        "e.g. --set embed=32 --set init=glorot; VALUE is read as JSON, else as a string",
+    )
     a = p.parse_args(argv)
+    config = {}
+    for item in a.set:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            p.error(f"--set {item!r}: use FIELD=VALUE, e.g. --set embed=32")
+        try:
+            config[key] = json.loads(raw)
+        except ValueError:
+            config[key] = raw
     if a.threads:
         torch.set_num_threads(a.threads)
     noise_study(
@@ -611,6 +642,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         jacobian_modes=a.jacobian_modes,
         out=a.out,
         data_root=a.data_root,
+        config=config,
     )
 
 

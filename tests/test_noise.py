@@ -277,3 +277,26 @@ def test_noise_study_skips_a_folder_without_runs(mirror, tmp_path, capsys):
     assert got is None
     assert "skipped" in capsys.readouterr().out
     assert not list(tmp_path.glob("noise_*"))
+
+
+def test_trained_draws_need_the_shadow_weights(mirror, tmp_path, capsys):
+    """A committed run keeps only its packed (already quantized) weights: every stochastic
+    draw of them equals the deterministic weights, so noise_study must skip it rather than
+    report a deviation of exactly zero."""
+    from qrnn.train import RunConfig, _Data, train
+
+    vocab = 50  # PTB-char's vocabulary: the validation sequence feeds the trained model
+    text = torch.arange(1200) % vocab
+    data = _Data(text, text[:600].clone(), text[:600].clone(), vocab, {"synthetic": True})
+    cfg = RunConfig(task="ptb-char", cell="gru", hidden=6, embed=4, scheme="ternary",
+                    stochastic=True, epochs=1, bptt=10, batch_size=4, threads=1)  # fmt: skip
+    train(cfg, tmp_path / "runs", quiet=True, data=data)
+    kw = dict(hidden=6, draws=3, seq_len=8, methods=["ternary-stoch"], source=tmp_path,
+              out=tmp_path / "out", data_root=str(mirror), config={"embed": 4})  # fmt: skip
+    got = noise.noise_study("ptb-char", "gru", **kw)
+    assert (got["frames"]["summary"]["dev_rms"] > 0).any()  # shadow weights: real draws
+    for p in (tmp_path / "runs").glob("*/model.pt"):
+        p.unlink()
+    capsys.readouterr()
+    assert noise.noise_study("ptb-char", "gru", **kw) is None
+    assert "packed model" in capsys.readouterr().out
