@@ -448,7 +448,9 @@ def test_notebook_pages_are_executed_copies(name):
     assert not errors
     install = [c for c in copy["cells"] if "install" in c["metadata"].get("tags", [])]
     if name == "train" and repository_url():  # launch buttons open it: it installs qrnn
-        assert install and repository_url() in "".join(install[0]["source"])
+        assert install and repository_url() in "".join(install[0]["source"]), (
+            "run .venv/bin/python book/_ext/executed.py --install-cell"
+        )
     else:
         assert not install
     section, empty = None, []

@@ -7,6 +7,7 @@ they take minutes); it shows the copies under ``book/executed/`` that this scrip
     .venv/bin/python book/_ext/executed.py            # all three
     .venv/bin/python book/_ext/executed.py results    # one
     .venv/bin/python book/_ext/executed.py --copy-only  # the copies from the last outputs
+    .venv/bin/python book/_ext/executed.py --install-cell  # after setting the repository URL
 
 Each copy is the papermill output of the commands in :data:`COMMANDS` (run from the repository
 root, outputs under ``runs/book/``, which git ignores), with one Markdown cell after the title
@@ -203,8 +204,25 @@ def make(name: str) -> Path:
     return out
 
 
+def set_install_cell() -> None:
+    """Put the install cell of the current repository setting into the committed copies of the
+    launch pages (none when no URL is set), without rerunning anything."""
+    for name in LAUNCH:
+        path = DEST / f"{name}.ipynb"
+        nb = json.loads(path.read_text())
+        cells = [c for c in nb["cells"] if "install" not in c["metadata"].get("tags", [])]
+        if repository_url():
+            note = next(i for i, c in enumerate(cells) if "Executed copy" in "".join(c["source"]))
+            cells.insert(note + 1, install_cell(repository_url()))
+        nb["cells"] = cells
+        path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
+    if args == ["--install-cell"]:  # after setting or changing the repository URL
+        set_install_cell()
+        sys.exit()
     copy_only = "--copy-only" in args  # the copies again from the last outputs, not rerun
     for n in [a for a in args if a != "--copy-only"] or list(COMMANDS):
         if not copy_only:
