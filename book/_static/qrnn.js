@@ -291,7 +291,8 @@
 
   /* Wide content scrolls inside its own box; a box that overflows gets a visible cue. */
   const BOXES = ".bd-article table, .qrnn-scroll, .bd-article div.math, " +
-    ".bd-article mjx-container[display=true], .bd-article div.highlight pre, .qrnn-inline-scroll";
+    ".bd-article mjx-container[display=true], .bd-article div.highlight pre, .qrnn-inline-scroll, " +
+    ".qrnn-fig";
   /* A static figure of several panels shrunk to a phone's width is unreadable: there it keeps
      80 % of its drawn size and scrolls sideways in its own box. */
   function widenFigures() {
