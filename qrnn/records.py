@@ -11,7 +11,10 @@ status             ``"running"`` | ``"completed"`` | ``"diverged"`` | ``"failed"
 config             the resolved :class:`qrnn.train.RunConfig` (every field)
 metric             ``{"name": "bpc"|"perplexity"|"error", "lower_is_better": true}``
 epochs             per epoch: ``epoch, train_loss, train_metric, valid_loss, valid_metric,
-                   [valid_accuracy,] lr, wall_s`` (losses in nats per symbol / example)
+                   [valid_accuracy,] lr, wall_s`` (losses in nats per symbol / example);
+                   later records add ``steps``, ``weights`` (per quantized tensor: zero share,
+                   RMS, spectral norm) and ``grad_norm`` (the 2-norm before clipping: median,
+                   max, float32_overflow = steps whose float32 norm would overflow)
 best_epoch         epoch with the best validation metric (the model tested)
 test               ``{"loss", "metric"[, "accuracy"]}`` of the best-validation model, or null
 diverged           ``{"epoch", "batch", "reason"}`` when status is ``"diverged"``

@@ -41,8 +41,9 @@ INITS = ("torch", "glorot")
 WEIGHT_NOISE = ("none", "binary", "ternary")
 # what the records call the rule that stops a run (RunConfig.diverge_factor)
 DIVERGENCE_RULE = (
-    "non-finite training loss, or the running mean of the training loss (exponential, 50 "
-    "batches) above diverge_factor x the uniform-guess loss; validation never stops a run"
+    "non-finite training loss or gradient, or the running mean of the training loss "
+    "(exponential, 50 batches) above diverge_factor x the uniform-guess loss; validation never "
+    "stops a run"
 )
 EMA_BATCHES = 50
 
@@ -408,6 +409,25 @@ def _speech_epoch(
     return total / count, correct / count
 
 
+def clip_gradients_(model: nn.Module, max_norm: float, batch: int = 0) -> float:
+    """Scale the gradients to a total 2-norm of at most ``max_norm``; return the norm before.
+
+    Same as ``nn.utils.clip_grad_norm_`` while the float32 norm is finite. Exploding gradients
+    (binary weights with H = 1 reach elements of 1e23) can overflow the float32 sum of squares
+    although every element is finite: torch then scales every gradient by 0 and the step does
+    nothing, silently. Here the norm is recomputed in float64 and the gradients are scaled to
+    ``max_norm`` as usual; a gradient with a non-finite element raises :class:`Diverged`."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    grads = [p.grad for p in params]
+    norm = nn.utils.get_total_norm(grads)
+    if not torch.isfinite(norm):
+        norm = torch.stack([g.double().pow(2).sum() for g in grads]).sum().sqrt()
+        if not torch.isfinite(norm):
+            raise Diverged("non-finite gradient", batch=batch)
+    nn.utils.clip_grads_with_norm_(params, max_norm, norm)
+    return float(norm)
+
+
 def _step(model, loss, opt, cfg, i, progress=None, callback=None, epoch=0, monitor=None) -> None:
     """One optimizer step on the shadow weights (+ BinaryConnect clipping), then the hooks;
     ``monitor`` (:class:`_LossMonitor`) applies the divergence rule to the training loss."""
@@ -418,7 +438,9 @@ def _step(model, loss, opt, cfg, i, progress=None, callback=None, epoch=0, monit
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if cfg.clip_grad:
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+        norm = clip_gradients_(model, cfg.clip_grad, batch=i)
+        if monitor is not None:
+            monitor.grad_norms.append(norm)
     opt.step()
     if cfg.clips_shadow():
         clip_shadow_(model)
@@ -607,6 +629,7 @@ def train(
                 "wall_s": wall,
                 "steps": epoch * n_batches,
                 "weights": weight_stats(model),
+                "grad_norm": monitor.grad_summary(),  # before clipping (clip_grad)
             }
             if "accuracy" in valid:
                 entry["valid_accuracy"] = valid["accuracy"]
@@ -667,6 +690,17 @@ class _LossMonitor:
 
     def __init__(self, limit: float) -> None:
         self.limit, self.value = limit, None
+        self.grad_norms: list[float] = []  # this epoch's gradient norms before clipping
+
+    def grad_summary(self) -> dict[str, float | int]:
+        """The epoch's gradient 2-norms before clipping (median, max, steps whose float32 norm
+        overflowed), then reset for the next epoch."""
+        g, self.grad_norms = self.grad_norms, []
+        if not g:
+            return {}
+        big = float(torch.finfo(torch.float32).max)
+        return {"median": float(np.median(g)), "max": max(g),
+                "float32_overflow": sum(v * v > big for v in g)}  # fmt: skip
 
     def update(self, loss: float, batch: int) -> None:
         if not math.isfinite(loss):

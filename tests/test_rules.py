@@ -15,6 +15,7 @@ from qrnn.train import (
     RunConfig,
     _Data,
     _LossMonitor,
+    clip_gradients_,
     evaluate,
     learned,
     load_model,
@@ -60,6 +61,9 @@ def test_rising_validation_loss_does_not_stop_a_run(tmp_path):
     assert rec["epochs"][-1]["train_loss"] < 0.5
     assert rec["status"] == "completed" and rec["test"] is not None
     assert rec["divergence_rule"].startswith("non-finite training loss")
+    for e in rec["epochs"]:  # the gradient norm before clipping, per epoch
+        g = e["grad_norm"]
+        assert 0 < g["median"] <= g["max"] and g["float32_overflow"] == 0
 
 
 def test_exploding_training_loss_diverges(tmp_path):
@@ -157,3 +161,43 @@ def test_init_table_matches_the_records_step_0(tmp_path):
         row = mine.loc[name.split(".")[-1]]
         assert row["zero"] == st["zero"] and row["rms"] == pytest.approx(st["rms"])
     assert (tmp_path / "smoke" / "init.csv").exists()
+
+
+def _with_grads(*grads):
+    model = torch.nn.Module()
+    model.ps = torch.nn.ParameterList(torch.nn.Parameter(torch.zeros_like(g)) for g in grads)
+    for p, g in zip(model.ps, grads, strict=True):
+        p.grad = g.clone()
+    return model
+
+
+def test_clipping_matches_torch_while_the_norm_is_finite():
+    g = torch.Generator().manual_seed(0)
+    grads = [torch.randn(30, 7, generator=g) * 5, torch.randn(11, generator=g)]
+    ours, ref = _with_grads(*grads), _with_grads(*grads)
+    norm = clip_gradients_(ours, 1.0)
+    want = torch.nn.utils.clip_grad_norm_(ref.parameters(), 1.0)
+    assert norm == pytest.approx(float(want))
+    for a, b in zip(ours.parameters(), ref.parameters(), strict=True):
+        assert torch.equal(a.grad, b.grad)
+
+
+def test_clipping_survives_a_float32_norm_overflow():
+    # every element finite, the float32 sum of squares is not (binary LSTMs with H = 1 get
+    # elements of 1e23): torch's clip would scale every gradient, the output layer's too, by 0
+    big = torch.full((1000,), 1e20)
+    small = torch.tensor([3.0, -4.0])
+    model = _with_grads(big, small)
+    assert not torch.isfinite(torch.nn.utils.get_total_norm([big, small]))
+    norm = clip_gradients_(model, 1.0)
+    assert norm == pytest.approx(math.sqrt(1000) * 1e20, rel=1e-6)
+    clipped = [p.grad.double() for p in model.parameters()]
+    total = math.sqrt(sum(float(c.pow(2).sum()) for c in clipped))
+    assert total == pytest.approx(1.0, rel=1e-5)  # scaled to max_norm, not to zero
+    assert (clipped[0] > 0).all() and clipped[1][0] > 0 > clipped[1][1]  # direction kept
+
+
+def test_a_non_finite_gradient_diverges():
+    model = _with_grads(torch.tensor([1.0, math.inf]))
+    with pytest.raises(Diverged, match="non-finite gradient"):
+        clip_gradients_(model, 1.0, batch=7)
