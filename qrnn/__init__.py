@@ -1,10 +1,9 @@
 """qrnn: recurrent neural networks with limited numerical precision (Ott et al., 1608.06902)."""
 
+from ._version import __version__ as __version__
 from .export import load_packed, pack_model, post_training_quantize
 from .layers import QuantGRU, QuantLSTM, QuantRNN, QuantRNNBase, clip_shadow_, quantized_layers
 from .quantizers import SCHEMES, Quantizer, quantizer, straight_through
-
-__version__ = "0.1.0"
 
 __all__ = [
     "SCHEMES",

@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -46,12 +45,9 @@ __all__ = [
     "Method",
     "analyze",
     "cell_weights",
-    "find_runs",
     "gate_preactivations",
     "get_method",
-    "init_model",
     "layer_input",
-    "load_models",
     "load_sequence",
     "noise_frame",
     "preactivation_noise",
@@ -122,130 +118,6 @@ def _task_fields(task: str) -> dict[str, Any]:
     if task not in _TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(_TASKS)}")
     return dict(_TASKS[task])
-
-
-def init_model(
-    task: str,
-    cell: str,
-    method: str | Method,
-    size: int,
-    hidden: int = 128,
-    seed: int = 0,
-    **config: Any,
-) -> nn.Module:
-    """The model a study run of ``seed`` starts from (same init as :func:`qrnn.train.train`),
-    in eval mode. ``size``: vocabulary size or feature count; ``config``: more RunConfig
-    fields. Equal seeds give equal shadow weights for every method."""
-    from .train import RunConfig, build_model, derive_seeds
-
-    m = get_method(method)
-    cfg = RunConfig(
-        **_task_fields(task),
-        cell=cell,
-        hidden=hidden,
-        scheme=m.scheme,
-        stochastic=m.stochastic,
-        quantizer_options=m.options,
-        seed=seed,
-        **config,
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seeds(seed)["init"])
-        model = build_model(cfg, size)
-    return model.eval()
-
-
-# fields a main-grid run has at these values; another experiment differs in one of them
-FIND_DEFAULTS = {"weight_norm": False, "layer_norm": False, "weight_noise": "none"}
-
-
-def find_runs(
-    results: str | Path,
-    task: str,
-    cell: str,
-    method: str | Method,
-    seed: int = 0,
-    hidden: int | None = None,
-    **config: Any,
-) -> list[Path]:
-    """Completed study runs (folders with ``run.json`` and ``model.pt`` or the packed
-    ``model.npz``) of one method.
-
-    ``results``: a runs folder, a profile folder holding ``runs/``, or a profile name under
-    ``results/``. Matches task (and split), cell, scheme, resolved quantizer options,
-    stochastic, seed, ``hidden`` (if given) and ``config`` (defaults :data:`FIND_DEFAULTS`: no
-    weight norm, no layer norm, no weight noise).
-    """
-    import json
-
-    m = get_method(method)
-    want = {
-        **_task_fields(task),
-        "cell": cell,
-        "scheme": m.scheme,
-        "stochastic": m.stochastic,
-        "seed": seed,
-        **FIND_DEFAULTS,
-        **config,
-    }
-    if hidden is not None:
-        want["hidden"] = hidden
-    want_opts = m.quantizer().options
-    out = []
-    for run in sorted(_runs_folder(results).glob("*/run.json")):
-        try:
-            rec = json.loads(run.read_text())
-        except (OSError, ValueError):
-            continue
-        cfg = rec.get("config", {})
-        kept = (run.parent / "model.pt").exists() or (run.parent / "model.npz").exists()
-        if rec.get("status") != "completed" or not kept:
-            continue
-        cfg = {"split": "standard", **FIND_DEFAULTS, **cfg}
-        if any(cfg.get(k) != v for k, v in want.items()):
-            continue
-        if quantizer(cfg["scheme"], **cfg["quantizer_options"]).options == want_opts:
-            out.append(run.parent)
-    return out
-
-
-def _runs_folder(results: str | Path) -> Path:
-    p = Path(results)
-    for cand in (p / "runs", p, Path("results") / p / "runs"):
-        if cand.is_dir() and any(cand.glob("*/run.json")):
-            return cand
-    raise FileNotFoundError(f"no run records (*/run.json) in {p}, {p}/runs or results/{p}/runs")
-
-
-def load_models(
-    task: str,
-    cell: str,
-    methods: Iterable[str],
-    source: str = "init",
-    *,
-    size: int,
-    hidden: int = 128,
-    seed: int = 0,
-    **config: Any,
-) -> tuple[dict[str, nn.Module], dict[str, str]]:
-    """``({label: model}, {label: origin})`` for ``source="init"`` (fresh models, shared
-    shadow weights) or a results folder / profile (first matching trained run; methods
-    without one are left out, origin ``"missing"``)."""
-    from .train import load_model
-
-    models, origin = {}, {}
-    for label in methods:
-        if source == "init":
-            models[label] = init_model(task, cell, label, size, hidden, seed, **config)
-            origin[label] = "init"
-            continue
-        runs = find_runs(source, task, cell, label, seed, hidden, **config)
-        if not runs:
-            origin[label] = "missing"
-            continue
-        models[label], rec = load_model(runs[0])
-        origin[label] = rec["run_id"]
-    return models, origin
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from .quantizers import OPTIONS_HELP, SCHEMES, quantizer
+from .runs import find_run
 
 # allowed values of the RunConfig fields that take a fixed set (argparse choices)
 CHOICES = {
@@ -143,31 +144,6 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0 if rec["status"] in ("completed", "diverged") else 1
 
 
-def find_run(run: str, results: str | Path = "results") -> Path:
-    """A run folder from a path, a run id, or a unique prefix of one under ``results``."""
-    p = Path(run)
-    if (p / "run.json").is_file() or p.name == "run.json":
-        return p if p.is_dir() else p.parent
-    if p.is_absolute() or p.exists():
-        raise FileNotFoundError(f"no run record in {p}")
-    root = Path(results)
-    hits = (
-        sorted(d for d in root.glob(f"{run}*") if (d / "run.json").is_file())
-        if root.is_dir()
-        else []
-    )
-    if len(hits) == 1:
-        return hits[0]
-    if not hits:
-        raise FileNotFoundError(
-            f"no run {run!r}: not a run folder, and no run id under {root}/ starts with it"
-        )
-    names = ", ".join(h.name for h in hits[:5])
-    raise ValueError(
-        f"run {run!r} is ambiguous under {root}/: {names}{' ...' if len(hits) > 5 else ''}"
-    )
-
-
 def summary(rec: dict) -> str:
     """Human-readable summary of a run record."""
     from .train import RunConfig
@@ -235,6 +211,74 @@ def _show(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     rec = load_record(run)  # a corrupt record: one line
     print(json.dumps(rec, indent=1) if args.json else summary(rec))
     return 0
+
+
+def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import time
+
+    import torch
+
+    from .export import PackedFormatError, read_packed
+    from .runs import export_run
+
+    p = Path(args.run)
+    if (p.is_absolute() or len(p.parts) > 1) and not p.is_dir():
+        parser.error(f"no run {args.run!r}: no such run folder")
+    try:
+        run = find_run(args.run, args.results)
+    except (FileNotFoundError, ValueError, NotImplementedError) as e:
+        parser.error(str(e))
+    if not (run / "model.pt").is_file():
+        if not (run / "model.npz").is_file():
+            parser.error(
+                f"{run} has neither model.pt nor the packed model.npz (the run did not finish "
+                "an epoch)"
+            )
+        try:  # a committed run keeps the packed file only: export it again from there
+            read_packed(run / "model.npz")
+        except (PackedFormatError, ValueError) as e:
+            parser.error(f"{e}; restore the file from the repository")
+    else:
+        try:
+            torch.load(run / "model.pt", map_location="cpu", weights_only=True)
+        except Exception as e:  # a truncated or overwritten file: torch raises several types
+            why = " ".join(str(e).split())[:200]
+            parser.error(
+                f"{run / 'model.pt'} is corrupt or truncated ({type(e).__name__}: {why}); "
+                "train the run again (qrnn train ... --force) or restore the file"
+            )
+    t0 = time.perf_counter()
+    try:
+        rep = export_run(run, args.out)
+    except (FileNotFoundError, ValueError, TypeError) as e:
+        parser.error(str(e))
+    print(
+        f"wrote {args.out}: {rep['file_bytes']:,} bytes, {rep['ratio']:.1f}x smaller than the "
+        f"fp32 state_dict ({rep['fp32_bytes']:,} bytes); quantized tensors "
+        + (
+            f"{rep['quantized_ratio']:.1f}x ({rep['quantized_fraction']:.0%} of the fp32 bytes)"
+            if rep["quantized_ratio"]
+            else "none"
+        )
+        + f"; {time.perf_counter() - t0:.2f} s"
+    )
+    return 0
+
+
+def _add_export(subparsers) -> None:
+    """Register ``qrnn export RUN --out FILE`` on the ``qrnn`` subparsers."""
+    from .export import FORMAT, VERSION
+
+    sp = subparsers.add_parser(
+        "export",
+        help="pack a run's quantized model into a qrnn.packed file",
+        description="Write the best-validation model of RUN with its quantized tensors packed "
+        f"at their bit width ({FORMAT} version {VERSION}, an uncompressed .npz).",
+    )
+    sp.add_argument("run", help="run folder, run id, or a unique prefix of one")
+    sp.add_argument("--out", required=True, metavar="FILE", help="packed file to write")
+    sp.add_argument("--results", default="results", help="where run ids are looked up")
+    sp.set_defaults(func=_export, subparser=sp)
 
 
 def _study(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -346,9 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--results", default="results", help="where run ids are looked up")
     sh.add_argument("--json", action="store_true", help="print the whole record")
     sh.set_defaults(func=_show, subparser=sh)
-    from .export import add_cli
-
-    add_cli(sub)  # qrnn export RUN --out FILE
+    _add_export(sub)  # qrnn export RUN --out FILE
 
     st = sub.add_parser("study", help="run, watch and summarize the study grid")
     stsub = st.add_subparsers(dest="study_command", required=True, metavar="STUDY_COMMAND")

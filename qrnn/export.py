@@ -1,9 +1,9 @@
 """Packed export of quantized models: integer codes at their true bit width.
 
-``pack_model(model, path)`` / ``export_run(run_dir, path)`` write a file; ``load_packed(path)``
-rebuilds the model (evaluation mode) whose outputs equal those of the trained model in
-evaluation mode. ``post_training_quantize(model, scheme, **options)`` quantizes a trained float
-model without retraining. ``add_cli(subparsers)`` registers ``qrnn export RUN --out FILE``.
+``pack_model(model, path)`` writes a file (:func:`qrnn.runs.export_run` packs a run's model);
+``load_packed(path)`` rebuilds the model (evaluation mode) whose outputs equal those of the
+trained model in evaluation mode. ``post_training_quantize(model, scheme, **options)``
+quantizes a trained float model without retraining.
 
 File format ``qrnn.packed``, version 1
 ======================================
@@ -60,7 +60,6 @@ import hashlib
 import io
 import json
 import math
-import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -69,6 +68,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._version import __version__
+from .atomic import atomic_write_bytes
 from .layers import QuantRNNBase, _QuantIO
 from .models import CELLS, DigitClassifier, LanguageModel
 from .quantizers import Quantizer, quantizer
@@ -81,11 +82,9 @@ __all__ = [
     "VERSION",
     "ArchitectureMismatch",
     "PackedFormatError",
-    "add_cli",
     "architecture",
     "decode_codes",
     "encode_codes",
-    "export_run",
     "load_packed",
     "pack_bits",
     "pack_model",
@@ -327,8 +326,6 @@ def _encode_model(model: nn.Module, source: dict | None) -> tuple[dict, dict[str
     arrays = {"codes": np.concatenate(code_parts) if code_parts else np.zeros(0, np.uint8)}
     for key, parts in raw_parts.items():
         arrays[key] = np.concatenate(parts)
-    from . import __version__
-
     meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -348,24 +345,12 @@ def _encode_model(model: nn.Module, source: dict | None) -> tuple[dict, dict[str
 def pack_model(model: nn.Module, path: str | Path, source: dict | None = None) -> dict:
     """Write ``model``'s deterministic quantized weights to ``path`` (atomic); return
     :func:`size_report`. ``source``: provenance stored as is (e.g. the run id and config)."""
-    from .records import atomic_write_bytes
-
     meta, arrays = _encode_model(model, source)
     blob = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode()
     buf = io.BytesIO()
     np.savez(buf, meta=np.frombuffer(blob, dtype=np.uint8), **arrays)
     atomic_write_bytes(path, buf.getvalue())
     return size_report(model, path)
-
-
-def export_run(run: str | Path, path: str | Path) -> dict:
-    """Pack the best-validation model of a run folder; returns :func:`size_report`."""
-    from .train import load_model
-
-    model, rec = load_model(run)
-    source = {k: rec.get(k) for k in ("run_id", "config", "best_epoch", "test", "status")}
-    source["input_size"] = rec["model"]["input_size"]
-    return pack_model(model, path, source)
 
 
 def size_report(model: nn.Module, path: str | Path) -> dict:
@@ -527,65 +512,3 @@ def post_training_quantize(
     if not found:
         raise TypeError(f"{type(model).__name__} has no qrnn recurrent layer to quantize")
     return new
-
-
-# ---------------------------------------------------------------------------------- CLI
-def _export_cmd(args, parser) -> int:
-    from .cli import find_run
-
-    p = Path(args.run)
-    if (p.is_absolute() or len(p.parts) > 1) and not p.is_dir():
-        parser.error(f"no run {args.run!r}: no such run folder")
-    try:
-        run = find_run(args.run, args.results)
-    except (FileNotFoundError, ValueError, NotImplementedError) as e:
-        parser.error(str(e))
-    if not (run / "model.pt").is_file():
-        if not (run / "model.npz").is_file():
-            parser.error(
-                f"{run} has neither model.pt nor the packed model.npz (the run did not finish "
-                "an epoch)"
-            )
-        try:  # a committed run keeps the packed file only: export it again from there
-            read_packed(run / "model.npz")
-        except (PackedFormatError, ValueError) as e:
-            parser.error(f"{e}; restore the file from the repository")
-    else:
-        try:
-            torch.load(run / "model.pt", map_location="cpu", weights_only=True)
-        except Exception as e:  # a truncated or overwritten file: torch raises several types
-            why = " ".join(str(e).split())[:200]
-            parser.error(
-                f"{run / 'model.pt'} is corrupt or truncated ({type(e).__name__}: {why}); "
-                "train the run again (qrnn train ... --force) or restore the file"
-            )
-    t0 = time.perf_counter()
-    try:
-        rep = export_run(run, args.out)
-    except (FileNotFoundError, ValueError, TypeError) as e:
-        parser.error(str(e))
-    print(
-        f"wrote {args.out}: {rep['file_bytes']:,} bytes, {rep['ratio']:.1f}x smaller than the "
-        f"fp32 state_dict ({rep['fp32_bytes']:,} bytes); quantized tensors "
-        + (
-            f"{rep['quantized_ratio']:.1f}x ({rep['quantized_fraction']:.0%} of the fp32 bytes)"
-            if rep["quantized_ratio"]
-            else "none"
-        )
-        + f"; {time.perf_counter() - t0:.2f} s"
-    )
-    return 0
-
-
-def add_cli(subparsers) -> None:
-    """Register ``qrnn export RUN --out FILE`` on the ``qrnn`` subparsers."""
-    sp = subparsers.add_parser(
-        "export",
-        help="pack a run's quantized model into a qrnn.packed file",
-        description="Write the best-validation model of RUN with its quantized tensors packed "
-        f"at their bit width ({FORMAT} version {VERSION}, an uncompressed .npz).",
-    )
-    sp.add_argument("run", help="run folder, run id, or a unique prefix of one")
-    sp.add_argument("--out", required=True, metavar="FILE", help="packed file to write")
-    sp.add_argument("--results", default="results", help="where run ids are looked up")
-    sp.set_defaults(func=_export_cmd, subparser=sp)

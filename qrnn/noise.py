@@ -462,7 +462,7 @@ def noise_study(
     config: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Run :func:`noise_through_time` on layer 0 of every method's model (``source="init"``:
-    :func:`qrnn.analysis.init_model`; a results folder / profile: the first matching trained
+    :func:`qrnn.runs.init_model`; a results folder / profile: the first matching trained
     run, methods without one skipped) over one validation sequence
     (:func:`qrnn.analysis.load_sequence`), and write the records to ``out`` (default
     ``results/analysis``) as ``noise_<task>_<cell>_<tag>_h<hidden>_T<seq_len>_K<draws>_s<seed>``:
@@ -477,7 +477,7 @@ def noise_study(
     Returns ``{"paths": {...}, "frames": {...}}``, or None (with a message) when ``source`` has
     no run records or none of the methods has a trained run.
     """
-    from . import records
+    from . import records, runs
     from .study import ROOT
 
     started = time.time()
@@ -485,7 +485,7 @@ def noise_study(
     config = dict(config or {})
     seq = analysis.load_sequence(task, seq_len, seed, data_root)
     try:
-        models, origin = analysis.load_models(
+        models, origin = runs.load_models(
             task, cell, methods, str(source), size=seq.size, hidden=hidden, seed=seed, **config
         )
     except FileNotFoundError as e:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import tables as _tables
+from .runs import record_status, runs_dir, trained
 from .train import RunConfig, run_id
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -303,42 +304,11 @@ def grid(profile: str, only: Iterable[str] | None = None, threads: int = 1) -> l
 
 
 # ------------------------------------------------------------------------------ running
-def runs_dir(results: str | Path, profile: str) -> Path:
-    return Path(results) / profile / "runs"
-
-
 def _portable(path: Path) -> str:
     """``path`` relative to the working folder when below it (papermill records the input
     path in the executed notebook; keep machine paths out of committed artifacts)."""
     p = path.resolve()
     return str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else str(p)
-
-
-def record_status(run_dir: Path, claims: bool = True) -> str:
-    """pending | running | interrupted | completed | diverged | failed, from a run folder.
-
-    ``running``: a live claim (:mod:`qrnn.runlock`) holds the run, in this process or
-    elsewhere; ``interrupted``: the record says running but no runner holds it (running it
-    again resumes from its checkpoint); ``failed`` also for an unreadable record.
-    ``claims=False`` judges by the files alone."""
-    from .runlock import holder
-
-    rec = run_dir / "run.json"
-    recorded = None
-    if rec.exists():
-        try:
-            recorded = json.loads(rec.read_text())["status"]
-        except (ValueError, KeyError, TypeError, OSError):  # corrupt or truncated record
-            recorded = "failed"
-    if recorded in ("completed", "diverged"):
-        return recorded
-    if claims and holder(run_dir) is not None:
-        return "running"
-    if recorded == "running":
-        return "interrupted"
-    if recorded is not None or (run_dir / "error.txt").exists():
-        return "failed"
-    return "pending"
 
 
 def execute_notebook(src: str, dst: str, **kwargs: Any) -> None:
@@ -610,9 +580,7 @@ def _trained_dir(run: Run, results, profile: str) -> Path | None:
     """The run's folder if it completed and kept its best weights (``model.pt`` or the packed
     ``model.npz``), else None."""
     run_dir = runs_dir(results, profile) / run.run_id
-    kept = (run_dir / "model.pt").exists() or (run_dir / "model.npz").exists()
-    done = record_status(run_dir) == "completed" and kept
-    return run_dir if done else None
+    return run_dir if trained(run_dir) else None
 
 
 def _cached_data(cache: dict, cfg: RunConfig, data_root):
@@ -644,7 +612,8 @@ def post_training(
     import torch
 
     from .export import post_training_quantize
-    from .train import evaluate, load_model
+    from .runs import load_model
+    from .train import evaluate
 
     out_dir = Path(results) / profile / "ptq"
     floats = [r for r in grid(profile, only) if r.experiment == "main" and r.method == "float"]
@@ -781,7 +750,8 @@ def hardware(
     from .data import speech_batches
     from .export import load_packed, pack_model, size_report
     from .hardware import energy_pj, integer_model_forward, step_ops
-    from .train import LM_TASKS, load_model
+    from .runs import load_model
+    from .train import LM_TASKS
 
     out_dir = Path(results) / profile / "hardware"
     made, cache = [], {}

@@ -46,7 +46,7 @@ DIVERGENCE_RULE = (
 )
 EMA_BATCHES = 50
 
-__all__ = ["TASKS", "RunConfig", "build_model", "evaluate", "load_model", "run_id", "train"]
+__all__ = ["TASKS", "RunConfig", "build_model", "evaluate", "run_id", "train"]
 
 
 @dataclass(frozen=True)
@@ -796,29 +796,6 @@ def _epoch_line(cfg, e: dict) -> str:
         f"epoch {e['epoch']:3d}  train {name} {e['train_metric']:.4f}  "
         f"valid {name} {e['valid_metric']:.4f}  lr {e['lr']:.2g}  {e['wall_s']:.1f}s"
     )
-
-
-def load_model(run: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
-    """The best-validation model of a run folder and its record, in eval mode: the full
-    checkpoint ``model.pt`` when present (shadow weights), else the packed ``model.npz``
-    (quantized weights only, as committed)."""
-    run = Path(run)
-    rec = records.load_record(run)
-    cfg = config_from_dict(rec["config"])
-    model = build_model(cfg, rec["model"]["input_size"])
-    weights = run / "model.pt"
-    if not weights.exists():
-        packed = run / (rec.get("packed") or {}).get("file", "model.npz")
-        if packed.exists():  # committed runs keep the packed file only
-            from .export import load_packed
-
-            return load_packed(packed).to(device).eval(), rec
-        raise FileNotFoundError(
-            f"{run} has neither model.pt nor model.npz (status {rec['status']!r}): the run "
-            "kept no trained weights"
-        )
-    model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
-    return model.to(device).eval(), rec
 
 
 def _field_help() -> dict[str, str]:

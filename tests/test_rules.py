@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from qrnn import records
+from qrnn.runs import load_model
 from qrnn.train import (
     Diverged,
     RunConfig,
@@ -17,7 +18,6 @@ from qrnn.train import (
     _LossMonitor,
     evaluate,
     learned,
-    load_model,
     run_id,
     train,
 )

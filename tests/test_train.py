@@ -5,7 +5,8 @@ import json
 import pytest
 
 from qrnn import records
-from qrnn.train import RunConfig, load_model, run_id, train
+from qrnn.runs import load_model
+from qrnn.train import RunConfig, run_id, train
 
 TINY_LM = dict(
     task="ptb-char", hidden=16, epochs=3, bptt=20, batch_size=8, train_limit=6000,

@@ -24,6 +24,8 @@ from pathlib import Path
 
 from tqdm import tqdm  # not tqdm.auto: no widget warning inside notebooks
 
+from ..atomic import atomic_write_bytes
+
 __all__ = [
     "ChecksumError",
     "DataNotFoundError",
@@ -205,18 +207,7 @@ def verify(
 # --------------------------------------------------------------------------- writing
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder + ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+atomic_write = atomic_write_bytes  # the one atomic writer of qrnn (with fsync)
 
 
 def download(
