@@ -1,0 +1,127 @@
+"""The package's import graph, read from the source with ``ast``: no circle, and the library
+layer (quantizers, cells, layers, models, packing, the integer path, analysis math, data,
+verdicts, plotting) never imports the experiment layer (run configuration, records, run folders,
+training, the study, the command line). Imports inside functions count as well."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "qrnn"
+
+# the experiment layer: modules that know about runs, folders, studies and the command line;
+# every other module of the package is the library layer
+EXPERIMENT = {
+    "qrnn.cli",
+    "qrnn.noise",
+    "qrnn.presets",
+    "qrnn.records",
+    "qrnn.runlock",
+    "qrnn.runs",
+    "qrnn.study",
+    "qrnn.tables",
+    "qrnn.train",
+}
+MAX_LINES = 400
+# modules still above MAX_LINES (issue 13 splits them); the list may only shrink
+OVERSIZE = {"qrnn.analysis", "qrnn.cli", "qrnn.data.speech", "qrnn.export", "qrnn.noise",
+            "qrnn.study", "qrnn.train"}  # fmt: skip
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for p in sorted(PACKAGE.rglob("*.py")):
+        parts = p.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = p
+    return out
+
+
+def _targets(name: str, path: Path, node: ast.AST, modules: dict[str, Path]) -> list[str]:
+    """The package modules an import statement loads (``from . import x`` loads ``pkg.x``)."""
+    if isinstance(node, ast.Import):
+        found = [a.name for a in node.names]
+    else:
+        if node.level:
+            pkg = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+            base = ".".join(pkg[: len(pkg) - node.level + 1])
+            mod = f"{base}.{node.module}" if node.module else base
+        else:
+            mod = node.module or ""
+        found = [f"{mod}.{a.name}" if f"{mod}.{a.name}" in modules else mod for a in node.names]
+    out = []
+    for t in found:
+        while t not in modules and "." in t:
+            t = t.rsplit(".", 1)[0]
+        if t in modules and t != name:
+            out.append(t)
+    return out
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = _modules()
+    graph = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        graph[name] = {
+            t
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+            for t in _targets(name, path, node, modules)
+        }
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1 on the stack, 2 done
+
+    def visit(n: str, stack: list[str]) -> list[str] | None:
+        state[n] = 1
+        for m in sorted(graph[n]):
+            if state.get(m) == 1:
+                return [*stack[stack.index(m) :], m]
+            if m not in state and (c := visit(m, [*stack, m])):
+                return c
+        state[n] = 2
+        return None
+
+    for n in sorted(graph):
+        if n not in state and (c := visit(n, [n])):
+            return c
+    return None
+
+
+def test_the_graph_is_read():
+    g = import_graph()
+    assert "qrnn.quantizers" in g["qrnn.layers"] and "qrnn.runs" in g["qrnn.cli"]
+    assert EXPERIMENT <= set(g)
+
+
+def test_no_import_circle():
+    assert _cycle(import_graph()) is None, " -> ".join(_cycle(import_graph()))
+
+
+def test_a_circle_is_found():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_the_library_does_not_import_the_experiment_layer():
+    g = import_graph()
+    upward = {f"{n} -> {m}" for n, deps in g.items() if n not in EXPERIMENT
+              for m in deps if m in EXPERIMENT}  # fmt: skip
+    assert not upward, sorted(upward)
+
+
+def test_argparse_only_in_the_command_line_module():
+    users = {n for n, p in _modules().items() if "argparse" in p.read_text()}
+    assert users <= {"qrnn.cli", "qrnn.noise"}, users
+
+
+@pytest.mark.parametrize("name", sorted(_modules()))
+def test_modules_stay_small(name):
+    lines = len(_modules()[name].read_text().splitlines())
+    if name in OVERSIZE:
+        assert lines > MAX_LINES, f"{name} is small now: take it off OVERSIZE"
+    else:
+        assert lines <= MAX_LINES, f"{name} has {lines} lines (at most about {MAX_LINES})"
