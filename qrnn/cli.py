@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from .quantizers import OPTIONS_HELP, SCHEMES, quantizer
-from .runs import find_run
+from .runs import find_run, packed_summary, run_note, summary
 
 # allowed values of the RunConfig fields that take a fixed set (argparse choices)
 CHOICES = {
@@ -144,56 +144,6 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0 if rec["status"] in ("completed", "diverged") else 1
 
 
-def summary(rec: dict) -> str:
-    """Human-readable summary of a run record."""
-    from .train import RunConfig
-
-    name = rec["metric"]["name"]
-    defaults = RunConfig().resolved()
-    changed = {k: v for k, v in rec["config"].items() if defaults.get(k) != v}
-    lines = [
-        f"run      {rec['run_id']}",
-        f"status   {rec['status']}"
-        + (f" ({rec['diverged']['reason']})" if rec["diverged"] else "")
-        + (f" ({rec['error']})" if rec["error"] else ""),
-        f"config   {json.dumps(changed)} (others default)",
-        f"model    {rec['model']['parameters']:,} parameters, "
-        f"{rec['model']['storage_bits'] / 8 / 1024:.1f} KiB quantized vs "
-        f"{rec['model']['fp32_bits'] / 8 / 1024:.1f} KiB fp32",
-        f"env      torch {rec['environment']['torch']} on {rec['environment']['device']}, "
-        f"{rec['environment']['threads']} threads, commit "
-        f"{(rec['environment']['git']['commit'] or '?')[:10]}"
-        + (" (dirty)" if rec["environment"]["git"]["dirty"] else ""),
-        f"epoch  train {name:>10}  valid {name:>10}  {'wall s':>8}",
-    ]
-    for e in rec["epochs"]:
-        star = "*" if e["epoch"] == rec["best_epoch"] else " "
-        tr, va = e["train_metric"], e["valid_metric"]
-        lines.append(f"{e['epoch']:4d}{star} {tr:16.4f} {va:16.4f} {e['wall_s']:9.1f}")
-    if rec["test"]:
-        lines.append(
-            f"test {name} {rec['test']['metric']:.4f} (best epoch {rec['best_epoch']}), "
-            f"{rec['wall_time_s']:.0f} s training"
-        )
-    return "\n".join(lines)
-
-
-def packed_summary(meta: dict) -> str:
-    """Human-readable summary of a packed file's metadata."""
-    src = meta.get("source") or {}
-    arch = meta["architecture"]
-    methods = ", ".join(f"{m['scheme']} ({m['bits']} bits)" for m in meta["methods"]) or "none"
-    test = src.get("test") or {}
-    return "\n".join([
-        f"packed   {meta['format']} version {meta['version']} (written by qrnn {meta['qrnn']})",
-        f"run      {src.get('run_id', '?')}",
-        f"model    {arch['family']} {json.dumps(arch['kwargs'])}",
-        f"methods  {methods}",
-        f"tensors  {len(meta['tensors'])}"
-        + (f"; test {test['metric']:.4f}" if "metric" in test else ""),
-    ])  # fmt: skip
-
-
 def _show(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .records import load_record
 
@@ -310,7 +260,7 @@ def _study(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 print(f"  {name:11s} {len(ids)}")
                 if args.verbose and name in ("running", "interrupted", "failed", "diverged"):
                     for rid in ids:
-                        print(f"      {rid}{_run_note(name, folder / rid)}")
+                        print(f"      {rid}{run_note(name, folder / rid)}")
             return 0
         if args.study_command == "ptq":
             made = study.post_training(args.profile, args.results, data_root=args.data)
@@ -347,16 +297,25 @@ def study_profiles() -> tuple[str, ...]:
     return PROFILES
 
 
-def _run_note(status: str, run_dir: Path) -> str:
-    """Who trains a running run; the first line of a failed run's error."""
-    from . import runlock
+def noise_parser(description: str | None = None) -> argparse.ArgumentParser:
+    """The flags of ``python -m qrnn.noise`` (:func:`qrnn.noise.main`)."""
+    from .noisetime import MODES
 
-    if status == "running":
-        info = runlock.read(run_dir)
-        return f"  ({runlock.describe(info)})" if info else ""
-    if status == "failed" and (run_dir / "error.txt").is_file():
-        return "  " + (run_dir / "error.txt").read_text(errors="replace").partition("\n")[0]
-    return ""
+    p = argparse.ArgumentParser(prog="python -m qrnn.noise", description=description)
+    p.add_argument("--task", default="ptb-char")
+    p.add_argument("--cell", default="lstm")
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--draws", type=int, default=32)
+    p.add_argument("--seq-len", type=int, default=100)
+    p.add_argument("--methods", nargs="+", default=None, help="labels of analysis.METHODS")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--source", default="init", help="'init' or a results folder / profile")
+    p.add_argument("--modes", nargs="+", default=list(MODES))
+    p.add_argument("--jacobian-modes", nargs="*", default=["fixed"])
+    p.add_argument("--out", default=None)
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    return p
 
 
 def _add_debug(p: argparse.ArgumentParser) -> None:

@@ -41,9 +41,12 @@ __all__ = [
     "kept_weights",
     "load_model",
     "load_models",
+    "packed_summary",
     "record_status",
+    "run_note",
     "runs_dir",
     "runs_folder",
+    "summary",
     "trained",
 ]
 
@@ -275,6 +278,69 @@ def load_models(
         models[label], rec = load_model(runs[0])
         origin[label] = rec["run_id"]
     return models, origin
+
+
+# ------------------------------------------------------------------------------ text
+def summary(rec: dict) -> str:
+    """Human-readable summary of a run record."""
+    from .config import RunConfig
+
+    name = rec["metric"]["name"]
+    defaults = RunConfig().resolved()
+    changed = {k: v for k, v in rec["config"].items() if defaults.get(k) != v}
+    lines = [
+        f"run      {rec['run_id']}",
+        f"status   {rec['status']}"
+        + (f" ({rec['diverged']['reason']})" if rec["diverged"] else "")
+        + (f" ({rec['error']})" if rec["error"] else ""),
+        f"config   {json.dumps(changed)} (others default)",
+        f"model    {rec['model']['parameters']:,} parameters, "
+        f"{rec['model']['storage_bits'] / 8 / 1024:.1f} KiB quantized vs "
+        f"{rec['model']['fp32_bits'] / 8 / 1024:.1f} KiB fp32",
+        f"env      torch {rec['environment']['torch']} on {rec['environment']['device']}, "
+        f"{rec['environment']['threads']} threads, commit "
+        f"{(rec['environment']['git']['commit'] or '?')[:10]}"
+        + (" (dirty)" if rec["environment"]["git"]["dirty"] else ""),
+        f"epoch  train {name:>10}  valid {name:>10}  {'wall s':>8}",
+    ]
+    for e in rec["epochs"]:
+        star = "*" if e["epoch"] == rec["best_epoch"] else " "
+        tr, va = e["train_metric"], e["valid_metric"]
+        lines.append(f"{e['epoch']:4d}{star} {tr:16.4f} {va:16.4f} {e['wall_s']:9.1f}")
+    if rec["test"]:
+        lines.append(
+            f"test {name} {rec['test']['metric']:.4f} (best epoch {rec['best_epoch']}), "
+            f"{rec['wall_time_s']:.0f} s training"
+        )
+    return "\n".join(lines)
+
+
+def packed_summary(meta: dict) -> str:
+    """Human-readable summary of a packed file's metadata."""
+    src = meta.get("source") or {}
+    arch = meta["architecture"]
+    methods = ", ".join(f"{m['scheme']} ({m['bits']} bits)" for m in meta["methods"]) or "none"
+    test = src.get("test") or {}
+    return "\n".join([
+        f"packed   {meta['format']} version {meta['version']} (written by qrnn {meta['qrnn']})",
+        f"run      {src.get('run_id', '?')}",
+        f"model    {arch['family']} {json.dumps(arch['kwargs'])}",
+        f"methods  {methods}",
+        f"tensors  {len(meta['tensors'])}"
+        + (f"; test {test['metric']:.4f}" if "metric" in test else ""),
+    ])  # fmt: skip
+
+
+def run_note(status: str, run_dir: Path) -> str:
+    """Who trains a running run; the first line of a failed run's error."""
+    from . import runlock
+
+    if status == "running":
+        info = runlock.read(run_dir)
+        return f"  ({runlock.describe(info)})" if info else ""
+    if status == "failed" and (run_dir / "error.txt").is_file():
+        return "  " + (run_dir / "error.txt").read_text(errors="replace").partition("\n")[0]
+    return ""
 
 
 # ------------------------------------------------------------------------------ export
