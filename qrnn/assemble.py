@@ -69,8 +69,9 @@ def _subset(split, n: int):
     )
 
 
-def build_model(cfg: RunConfig, size: int) -> nn.Module:
-    """The model of ``cfg`` for a vocabulary (LM) or feature count (fsdd) of ``size``."""
+def model_config(cfg: RunConfig, size: int) -> dict[str, Any]:
+    """The constructor arguments of ``cfg``'s model (``LanguageModel`` for the LM tasks, else
+    ``DigitClassifier``) for a vocabulary (LM) or feature count (fsdd) of ``size``."""
     quant = dict(
         scheme=cfg.scheme,
         stochastic=cfg.stochastic,
@@ -84,25 +85,20 @@ def build_model(cfg: RunConfig, size: int) -> nn.Module:
     )
     common = dict(cell=cfg.cell, hidden=cfg.hidden, layers=cfg.layers, dropout=cfg.dropout)
     if cfg.task in LM_TASKS:
-        model = LanguageModel(size, embed=cfg.embed, quantize_io=cfg.quantize_io, **common, **quant)
-    else:
-        model = _digit_model(cfg, size, common, quant)
+        return dict(vocab_size=size, embed=cfg.embed, quantize_io=cfg.quantize_io, **common,
+                    **quant)  # fmt: skip
+    return dict(n_features=size, bidirectional=cfg.bidirectional, input_norm=cfg.input_norm,
+                pool=cfg.pool, quantize_io=cfg.quantize_io, **common, **quant)  # fmt: skip
+
+
+def build_model(cfg: RunConfig, size: int) -> nn.Module:
+    """The model of ``cfg`` (:func:`model_config`), initialized as ``cfg.init`` says."""
+    family = LanguageModel if cfg.task in LM_TASKS else DigitClassifier
+    model = family.from_config(model_config(cfg, size))
     if cfg.init == "glorot":
         for layer in quantized_layers(model):
             glorot_init_(layer)
     return model
-
-
-def _digit_model(cfg: RunConfig, size: int, common: dict, quant: dict) -> nn.Module:
-    return DigitClassifier(
-        size,
-        bidirectional=cfg.bidirectional,
-        input_norm=cfg.input_norm,
-        pool=cfg.pool,
-        quantize_io=cfg.quantize_io,
-        **common,
-        **quant,
-    )
 
 
 def model_summary(model: nn.Module, size: int) -> dict:

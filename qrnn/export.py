@@ -64,7 +64,7 @@ from .codes import encode_codes as encode_codes
 from .codes import pack_bits as pack_bits
 from .codes import unpack_bits as unpack_bits
 from .layers import QuantRNNBase, _QuantIO
-from .models import CELLS, DigitClassifier, LanguageModel
+from .models import FAMILIES, DigitClassifier, LanguageModel, io_quantized
 from .quantizers import Quantizer, quantizer
 
 FORMAT = "qrnn.packed"
@@ -94,76 +94,32 @@ class ArchitectureMismatch(PackedFormatError):
 
 
 # ---------------------------------------------------------------------------------- the model
-def _cell_name(rnn: nn.RNNBase) -> str:
-    return {"LSTM": "lstm", "GRU": "gru"}.get(rnn.mode, "rnn")
-
-
-def _quant_kwargs(rnn: QuantRNNBase) -> dict:
-    kw = {
-        "scheme": rnn.scheme,
-        "stochastic": rnn.stochastic,
-        "quantizer_options": dict(rnn.quantizer.options),
-        "quantize_input": rnn.quantize_input,
-        "quantize_recurrent": rnn.quantize_recurrent,
-        "quantize_bias": rnn.quantize_bias,
-    }
-    for flag in ("weight_norm", "layer_norm"):  # written only when on (older files lack them)
-        if getattr(rnn, flag, False):
-            kw[flag] = True
-    return kw
-
-
-def _io_quantized(model: nn.Module) -> bool:
-    return any(isinstance(m, _QuantIO) and m.quantizer.name != "float" for m in model.modules())
-
-
 def architecture(model: nn.Module) -> dict:
-    """``{"family", "kwargs"}``: the constructor call that rebuilds ``model``'s structure."""
-    if isinstance(model, LanguageModel):
-        rnn = model.rnn
-        if _io_quantized(model) and model.out.quantizer != rnn.quantizer:
+    """``{"family", "kwargs"}``: the constructor call that rebuilds ``model``'s structure, the
+    model's own :attr:`config` (:mod:`qrnn.models`, :mod:`qrnn.layers`) without
+    ``weight_noise`` (training only; version 1 files do not hold it)."""
+    if isinstance(model, LanguageModel | DigitClassifier):
+        if io_quantized(model) and model.out.quantizer != model.rnn.quantizer:
             raise ValueError("the output layer and the recurrent layer use different methods")
-        kw = dict(vocab_size=model.vocab_size, cell=_cell_name(rnn), hidden=rnn.hidden_size,
-                  layers=rnn.num_layers, embed=model.embed_dim, dropout=model.drop.p,
-                  quantize_io=_io_quantized(model), **_quant_kwargs(rnn))  # fmt: skip
-        return {"family": "LanguageModel", "kwargs": kw}
-    if isinstance(model, DigitClassifier):
-        rnn = model.rnn
-        if _io_quantized(model) and model.out.quantizer != rnn.quantizer:
-            raise ValueError("the output layer and the recurrent layer use different methods")
-        kw = dict(n_features=rnn.input_size, n_classes=model.out.out_features,
-                  cell=_cell_name(rnn), hidden=rnn.hidden_size, layers=rnn.num_layers,
-                  bidirectional=rnn.bidirectional, dropout=rnn.dropout,
-                  input_norm="batch" if model.norm is not None else "none", pool=model.pool,
-                  quantize_io=_io_quantized(model), **_quant_kwargs(rnn))  # fmt: skip
-        return {"family": "DigitClassifier", "kwargs": kw}
-    if isinstance(model, QuantRNNBase):
-        kw = dict(input_size=model.input_size, hidden_size=model.hidden_size,
-                  num_layers=model.num_layers, bias=model.bias, batch_first=model.batch_first,
-                  dropout=model.dropout, bidirectional=model.bidirectional,
-                  **_quant_kwargs(model))  # fmt: skip
-        if model.mode.startswith("RNN"):
-            kw["nonlinearity"] = model.nonlinearity
-        return {"family": type(model).__name__, "kwargs": kw}
-    raise TypeError(
-        f"cannot export a {type(model).__name__}; expected LanguageModel, DigitClassifier or a "
-        "QuantRNN/QuantGRU/QuantLSTM layer"
-    )
+    elif not isinstance(model, QuantRNNBase):
+        raise TypeError(
+            f"cannot export a {type(model).__name__}; expected LanguageModel, DigitClassifier or "
+            "a QuantRNN/QuantGRU/QuantLSTM layer"
+        )
+    kw = {k: v for k, v in model.config.items() if k != "weight_noise"}
+    if "nonlinearity" in kw:  # written last, as version 1 files have it
+        kw["nonlinearity"] = kw.pop("nonlinearity")
+    return {"family": type(model).__name__, "kwargs": kw}
 
 
 def _build(arch: dict) -> nn.Module:
     fam, kw = arch.get("family"), dict(arch.get("kwargs") or {})
+    if fam not in FAMILIES:
+        raise PackedFormatError(f"unknown model family {fam!r} in the file")
     try:
-        if fam == "LanguageModel":
-            return LanguageModel(**kw)
-        if fam == "DigitClassifier":
-            return DigitClassifier(**kw)
-        layers = {c.__name__: c for c in CELLS.values()}
-        if fam in layers:
-            return layers[fam](kw.pop("input_size"), kw.pop("hidden_size"), **kw)
+        return FAMILIES[fam].from_config(kw)
     except (TypeError, ValueError, KeyError) as e:
         raise PackedFormatError(f"cannot build the stored architecture {fam!r}: {e}") from e
-    raise PackedFormatError(f"unknown model family {fam!r} in the file")
 
 
 def quantized_tensors(model: nn.Module) -> dict[str, tuple[Quantizer, torch.Tensor, float]]:
