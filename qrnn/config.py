@@ -160,8 +160,8 @@ class RunConfig:
         return {"ptb-char": "bpc", "text8": "bpc", "ptb-word": "perplexity"}.get(self.task, "error")
 
     def clips_shadow(self) -> bool:
-        if self.clip_shadow == "auto":
-            return self.scheme in ("binary", "ternary", "pow2-ternary")
+        if self.clip_shadow == "auto":  # binary, ternary, pow2-ternary
+            return quantizer(self.scheme, **self.quantizer_options).clips_by_default
         return self.clip_shadow == "on"
 
 

@@ -24,7 +24,8 @@ def rounding_moments(
 ) -> tuple[Tensor, Tensor]:
     """Per-weight mean and variance of ``W_q`` (float64). Deterministic: ``(q(w), 0)``.
 
-    Stochastic (clip(·) is the method's range; bias = mean - w, zero inside the range):
+    Stochastic (clip(·) is the method's range; bias = mean - w, zero inside the range;
+    each method's :meth:`~qrnn.quantizers.Quantizer.stochastic_moments`):
 
     * binary: mean ``clip(w, -H, H)``, var ``H^2 - mean^2`` (``H^2 - w^2``);
     * ternary: p = clip(|w|/W0, 0, 1): mean ``W0 sign(w) p``, var ``W0^2 p(1-p)``
@@ -37,31 +38,9 @@ def rounding_moments(
       ``-2^min_exp`` exactly.
     """
     w = w.detach().to(torch.float64)
-    if q.name == "float" or not stochastic:
+    if not (stochastic and q.stochastic_supported):
         return q(w, False, fan_in=fan_in, fan_out=fan_out).detach(), torch.zeros_like(w)
-    if q.name == "binary":
-        h = q.scale(w, fan_in, fan_out)
-        mean = w.clamp(-h, h)
-        return mean, h**2 - mean**2
-    if q.name == "ternary":
-        w0 = q.scale(w, fan_in, fan_out)
-        p = (w.abs() / w0).clamp(0, 1)
-        return w0 * torch.sign(w) * p, w0**2 * p * (1 - p)
-    if q.name == "pow2-ternary":
-        s = 2.0 ** -q.options["fractional_bits"]
-        x = w.clamp(-q.clip_bound(w), q.clip_bound(w))
-        lo = torch.floor(x / s) * s
-        return x, (x - lo) * (lo + s - x)
-    lo_e, hi_e = q.options["min_exp"], q.options["max_exp"]
-    a = w.abs()
-    zero = a == 0
-    k = torch.floor(torch.log2(torch.where(zero, 1.0, a)))
-    p = a / torch.exp2(k) - 1
-    v_lo, v_hi = torch.exp2(k.clamp(lo_e, hi_e)), torch.exp2((k + 1).clamp(lo_e, hi_e))
-    sign = torch.where(w > 0, 1.0, -1.0).to(w.dtype)
-    mean = torch.where(zero, -(2.0**lo_e), sign * (v_lo * (1 - p) + v_hi * p))
-    var = torch.where(zero, 0.0, (v_hi - v_lo) ** 2 * p * (1 - p))
-    return mean, var
+    return q.stochastic_moments(w, fan_in, fan_out)  # each method's own moments
 
 
 _NOISE_COLUMNS = [

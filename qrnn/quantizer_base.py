@@ -1,0 +1,136 @@
+"""The base of the weight quantizers (:mod:`qrnn.quantizers`): the straight-through estimator,
+the :class:`Quantizer` every method subclasses, and the registry that maps a method's name to
+its class. After Ott et al. 2016, *Recurrent Neural Networks With Limited Numerical
+Precision*, https://arxiv.org/abs/1608.06902 (Sec. 2).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+__all__ = ["REGISTRY", "Quantizer", "register", "straight_through"]
+
+
+def straight_through(w: Tensor, w_q: Tensor) -> Tensor:
+    """Return a tensor with the *values* of ``w_q`` and the gradient of ``w`` (identity STE).
+
+    ``w - w.detach()`` is exactly zero, so the value is bit-identical to ``w_q`` (unlike
+    ``w + (w_q - w).detach()``, which can round), and ``d out / d w = 1``.
+    """
+    return w_q.detach() + (w - w.detach())
+
+
+def _uniform(w: Tensor, generator: torch.Generator | None) -> Tensor:
+    return torch.rand(w.shape, generator=generator, dtype=w.dtype, device=w.device)
+
+
+def _check_number(name: str, method: str, value: Any, *, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{method}: option {name!r} must be a number, got {value!r}")
+    if not math.isfinite(value) or (positive and value <= 0):
+        raise ValueError(
+            f"{method}: option {name!r} must be a finite positive number, got {value!r}"
+        )
+    return float(value)
+
+
+REGISTRY: dict[str, type[Quantizer]] = {}
+
+
+def register(cls: type[Quantizer]) -> type[Quantizer]:
+    """Class decorator: make ``cls`` buildable by :func:`quantizer` under ``cls.scheme``."""
+    REGISTRY[cls.scheme] = cls
+    return cls
+
+
+@dataclass(frozen=True)
+class Quantizer:
+    """A weight quantizer: ``q(w, stochastic=False, generator=None) -> W_q`` (same shape, dtype,
+    device). Build one with :func:`quantizer`; the result carries the straight-through gradient
+    (pseudo-gradient ``dW_q/dW := 1``, :func:`straight_through`). One subclass per method.
+    """
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    scheme: ClassVar[str] = ""  # the registered name
+    defaults: ClassVar[dict[str, Any]] = {}  # every option with its default
+    options_help: ClassVar[str] = "no options"  # for ``qrnn schemes``
+    stochastic_supported: ClassVar[bool] = True
+    clips_by_default: ClassVar[bool] = False  # clip_shadow="auto" clips the shadow weights
+
+    # -- options -----------------------------------------------------------------------------
+    @classmethod
+    def check_options(cls, opts: dict[str, Any]) -> dict[str, Any]:
+        """The options (defaults filled in) after checking them; ``ValueError`` names the bad
+        one and what is allowed."""
+        return opts
+
+    # -- public properties -------------------------------------------------------------------
+    @property
+    def bits(self) -> int:
+        """Bits needed to store one quantized weight (without the per-tensor scale)."""
+        raise NotImplementedError
+
+    @property
+    def levels(self) -> Tensor | None:
+        """The finite set of values for methods whose levels do not depend on the matrix."""
+        return None
+
+    # -- scales ------------------------------------------------------------------------------
+    def scale(self, w: Tensor, fan_in: int | None = None, fan_out: int | None = None) -> float:
+        """H (binary) or W0 (ternary) for this matrix; 1.0 for the other methods."""
+        return 1.0
+
+    def rounding_variance(
+        self, w: Tensor, fan_in: int | None = None, fan_out: int | None = None
+    ) -> Tensor:
+        """Per-weight variance ``E[(q(w) - w)^2]`` of the *stochastic* rounding (binary and
+        ternary; zero for the other methods here), for weights inside the clip range."""
+        return torch.zeros_like(w)
+
+    def clip_bound(self, w: Tensor, fan_in: int | None = None, fan_out: int | None = None):
+        """Range the shadow weights are clipped to by BinaryConnect-style clipping, or None."""
+        return None
+
+    def stochastic_moments(
+        self, w: Tensor, fan_in: int | None = None, fan_out: int | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Per-weight mean and variance of the *stochastic* ``q(w)`` (``w`` float64; see
+        :func:`qrnn.rounding.rounding_moments`)."""
+        raise NotImplementedError
+
+    # -- the quantizer -----------------------------------------------------------------------
+    def __call__(
+        self,
+        w: Tensor,
+        stochastic: bool = False,
+        generator: torch.Generator | None = None,
+        *,
+        fan_in: int | None = None,
+        fan_out: int | None = None,
+    ) -> Tensor:
+        if not isinstance(w, Tensor):
+            raise TypeError(
+                f"quantizer {self.name!r} expects a torch.Tensor, got {type(w).__name__}"
+            )
+        if not self.stochastic_supported:  # float: the identity
+            return w
+        if not w.is_floating_point():
+            raise TypeError(f"quantizer {self.name!r} expects a floating tensor, got {w.dtype}")
+        with torch.no_grad():
+            w_q = self._quantize(w.detach(), stochastic, generator, fan_in, fan_out)
+        return straight_through(w, w_q)
+
+    def _quantize(self, w, stochastic, generator, fan_in, fan_out) -> Tensor:
+        """``W_q`` of the detached ``w`` (no gradient)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"quantizer({self.name!r}{', ' if opts else ''}{opts})"
