@@ -3,6 +3,9 @@ checkpoints, packed models, tables, the data cache).
 
 A file is written to a temporary file in the same folder, flushed and ``fsync``-ed, then moved
 over the target with ``os.replace``: a reader sees the old file or the new one, never a part.
+
+Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
+Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """Reference recurrent cells in plain PyTorch: one time step, one line per equation.
 
+The cells of Ott et al. 2016, *Recurrent Neural Networks With Limited Numerical Precision*,
+https://arxiv.org/abs/1608.06902, written as ``book/cells.md`` writes them: each equation sits
+as a comment above the line that computes it (``W``, ``b``: the quantized copies ``W_q = q(W)``).
+
 These are the test oracle for the fused layers and the functions differentiated by the Jacobian
 analyses (``torch.func`` cannot differentiate twice through cuDNN or the fused CPU op). The
 equations and gate order are those of ``torch.nn``; ``W_q`` are whatever matrices are passed in
@@ -44,33 +48,48 @@ def _pre(x, h, w_ih, w_hh, b_ih, b_hh, gains):
 
 def rnn_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", gains=None) -> Tensor:
     """Elman RNN: h' = f(W_ih x + b_ih + W_hh h + b_hh), f = tanh or relu."""
+    # W_ih x_t + b_ih,  W_hh h_(t-1) + b_hh  (each (B, H); layer-normalized first with gains)
     xa, ha = _pre(x, h, w_ih, w_hh, b_ih, b_hh, gains)
-    a = xa + ha  # pre-activation a_t
+    # a_t = W_ih x_t + b_ih + W_hh h_(t-1) + b_hh
+    a = xa + ha
+    # h_t = tanh(a_t)  (or relu(a_t))
     return torch.tanh(a) if nonlinearity == "tanh" else torch.relu(a)
 
 
 def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, gains=None) -> Tensor:
-    """GRU (torch.nn convention; Lasagne writes u = 1 - z)."""
+    """GRU (torch.nn convention, gate order r, z, n; Lasagne writes u = 1 - z)."""
+    # W_ih x_t + b_ih,  W_hh h_(t-1) + b_hh  (each (B, 3H); layer-normalized first with gains)
     xa, ha = _pre(x, h, w_ih, w_hh, b_ih, b_hh, gains)
-    xr, xz, xn = xa.chunk(3, dim=-1)
+    xr, xz, xn = xa.chunk(3, dim=-1)  # (B, H) each
     hr, hz, hn = ha.chunk(3, dim=-1)
-    r = torch.sigmoid(xr + hr)  # reset gate
-    z = torch.sigmoid(xz + hz)  # update gate
-    n = torch.tanh(xn + r * hn)  # candidate state
-    return (1 - z) * n + z * h  # h'
+    # r_t = σ(W_ir x_t + b_ir + W_hr h_(t-1) + b_hr)  (reset gate)
+    r = torch.sigmoid(xr + hr)
+    # z_t = σ(W_iz x_t + b_iz + W_hz h_(t-1) + b_hz)  (update gate)
+    z = torch.sigmoid(xz + hz)
+    # n_t = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_(t-1) + b_hn))  (candidate state)
+    n = torch.tanh(xn + r * hn)
+    # h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_(t-1)
+    return (1 - z) * n + z * h
 
 
 def lstm_cell(x, state, w_ih, w_hh, b_ih=None, b_hh=None, gains=None) -> tuple[Tensor, Tensor]:
     """LSTM (gate order i, f, g, o): returns (h', c')."""
     h, c = state
+    # W_ih x_t + b_ih,  W_hh h_(t-1) + b_hh  (each (B, 4H); layer-normalized first with gains)
     xa, ha = _pre(x, h, w_ih, w_hh, b_ih, b_hh, gains)
-    gi, gf, gg, go = (xa + ha).chunk(4, dim=-1)
-    i = torch.sigmoid(gi)  # input gate
-    f = torch.sigmoid(gf)  # forget gate
-    g = torch.tanh(gg)  # cell candidate
-    o = torch.sigmoid(go)  # output gate
-    c = f * c + i * g  # c'
-    return o * torch.tanh(c), c  # h', c'
+    gi, gf, gg, go = (xa + ha).chunk(4, dim=-1)  # (B, H) each
+    # i_t = σ(W_ii x_t + b_ii + W_hi h_(t-1) + b_hi)  (input gate)
+    i = torch.sigmoid(gi)
+    # f_t = σ(W_if x_t + b_if + W_hf h_(t-1) + b_hf)  (forget gate)
+    f = torch.sigmoid(gf)
+    # g_t = tanh(W_ig x_t + b_ig + W_hg h_(t-1) + b_hg)  (cell candidate)
+    g = torch.tanh(gg)
+    # o_t = σ(W_io x_t + b_io + W_ho h_(t-1) + b_ho)  (output gate)
+    o = torch.sigmoid(go)
+    # c_t = f_t ⊙ c_(t-1) + i_t ⊙ g_t
+    c = f * c + i * g
+    # h_t = o_t ⊙ tanh(c_t)
+    return o * torch.tanh(c), c
 
 
 def reference_forward(layer: nn.RNNBase, input, hx=None, weights=None, gains=None):

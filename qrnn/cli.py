@@ -5,6 +5,9 @@ a user can cause later (missing data, an unwritable results folder, a corrupt re
 packed file, a run claimed by another runner) end in one line ``qrnn: error: ...`` and exit
 status 2; ``--debug`` (or ``QRNN_DEBUG=1``) shows the traceback instead. Other exceptions
 are bugs and keep their traceback.
+
+Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
+Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 """
 
 from __future__ import annotations

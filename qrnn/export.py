@@ -38,6 +38,9 @@ the quantizers are idempotent on their own levels, so the rebuilt model (shadow 
 computes the same outputs. pow2-ternary's ``-0.0`` is stored as ``+0.0`` (equal values).
 Readers reject other formats, other versions, bad CRCs or checksums, truncated files, invalid
 codes, and tensors that do not fit the architecture, with :class:`PackedFormatError`.
+
+Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
+Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 """
 
 from __future__ import annotations

@@ -38,6 +38,9 @@ do about it)", ISSCC 2014, 45 nm, 0.9 V: 32-bit float add 0.9 pJ, 32-bit float m
 1.3-2.6 nJ per 64-bit access (we use 1.3 nJ). Our assumptions, not Horowitz's numbers: a shift
 and a sign flip cost one 32-bit int add; weights are read once per step (from an 8 KB-class
 SRAM, or from DRAM), activation reads and fixed/float conversions are not counted.
+
+Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
+Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ full-precision shadow weights. Once per forward the selected matrices are quanti
 (stochastically in training when ``stochastic=True``, deterministically in evaluation), and the
 stock fused op (``_VF.lstm`` etc.: cuDNN on GPU, the ATen kernel on CPU) runs on the quantized
 copies. The straight-through estimator carries the gradient back to the shadow weights.
+
+Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
+Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 By default only the recurrent layers are quantized (``quantize_io=False``), as in the authors'
 released code (a quantized GRU layer between float embedding/output layers); ``quantize_io=True``
 quantizes the embedding table and the output matrix with the same method.
+
+Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
+Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 """
 
 from __future__ import annotations

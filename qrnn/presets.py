@@ -8,6 +8,9 @@ A notebook parameter left at ``None`` takes the preset's value, else RunConfig's
 * ``none``: RunConfig's defaults.
 
 The study passes every field explicitly, so the preset never changes its runs.
+
+Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
+Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 """
 
 from __future__ import annotations

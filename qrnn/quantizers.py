@@ -1,5 +1,5 @@
-"""The weight quantizers of Ott et al. (arXiv 1608.06902, Sec. 2) and the straight-through
-estimator.
+"""The weight quantizers of Ott et al. 2016, *Recurrent Neural Networks With Limited Numerical
+Precision*, https://arxiv.org/abs/1608.06902 (Sec. 2), and the straight-through estimator.
 
 Every method keeps a full-precision *shadow* weight ``W`` that the optimizer updates; the forward
 and backward passes use ``W_q = q(W)``, and the gradient with respect to ``W_q`` is applied to

@@ -25,6 +25,9 @@ data               the loader's statistics and sha256s (sizes, vocabulary, split
 invocation         command line or papermill parameters
 started, finished  UTC ISO times; ``wall_time_s`` total seconds of training (over resumes)
 =================  ==============================================================================
+
+Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
+Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ cause (scale / noise) comparisons. Written by ``qrnn study summarize`` under
 ``results/<profile>/``; the book only reads them.
 
 Ott et al., *Recurrent Neural Networks With Limited Numerical Precision*, arXiv 1608.06902.
+
+Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
+Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ Resolution order for one file: ``<root>/<relpath>`` (the mirror named by ``QRNN_
 is checked against its known hash before use; successful checks are remembered in
 ``<cache>/verified.json`` (keyed by path, size and mtime) so repeat loads do not rehash.
 The mirror is only ever read.
+
+Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
+Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
-"""The package's import graph, read from the source with ``ast``: no circle, and the library
-layer (quantizers, cells, layers, models, packing, the integer path, analysis math, data,
-verdicts, plotting) never imports the experiment layer (run configuration, records, run folders,
-training, the study, the command line). Imports inside functions count as well."""
+"""The package's structure, read from the source with ``ast``: the import graph has no circle,
+and the library layer (quantizers, cells, layers, models, packing, the integer path, analysis
+math, data, verdicts, plotting) never imports the experiment layer (run configuration, records,
+run folders, training, the study, the command line); imports inside functions count as well.
+argparse lives in the command-line module only, modules stay near 400 lines, each module's
+docstring names the paper, and the cells carry their equations."""
 
 import ast
 from pathlib import Path
@@ -126,3 +128,19 @@ def test_argparse_only_in_the_command_line_module():
 def test_modules_stay_small(name):
     lines = len(_modules()[name].read_text().splitlines())
     assert lines <= MAX_LINES, f"{name} has {lines} lines (at most about 400); split it by concern"
+
+
+@pytest.mark.parametrize("name", sorted(_modules()))
+def test_each_module_says_what_it_is_and_the_paper(name):
+    doc = " ".join((ast.get_docstring(ast.parse(_modules()[name].read_text())) or "").split())
+    assert doc, f"{name} has no module docstring"
+    assert "Recurrent Neural Networks With Limited Numerical Precision" in doc, name
+    assert "https://arxiv.org/abs/1608.06902" in doc, name
+
+
+def test_cell_equations_sit_above_their_lines():
+    src = (PACKAGE / "cells.py").read_text()
+    for eq in ("# r_t = σ(", "# z_t = σ(", "# n_t = tanh(", "# h_t = (1 - z_t) ⊙ n_t",
+               "# i_t = σ(", "# f_t = σ(", "# g_t = tanh(", "# o_t = σ(", "# c_t = f_t ⊙ c_(t-1)",
+               "# h_t = o_t ⊙ tanh(c_t)", "# h_t = tanh(a_t)"):  # fmt: skip
+        assert eq in src, eq
