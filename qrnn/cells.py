@@ -21,7 +21,16 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-__all__ = ["block_layer_norm", "gru_cell", "lstm_cell", "reference_forward", "rnn_cell"]
+__all__ = [
+    "block_layer_norm",
+    "gru_cell",
+    "gru_update",
+    "lstm_cell",
+    "lstm_update",
+    "reference_forward",
+    "rnn_cell",
+    "rnn_update",
+]
 
 LN_EPS = 1e-5
 
@@ -46,20 +55,14 @@ def _pre(x, h, w_ih, w_hh, b_ih, b_hh, gains):
     return _affine(x, w_ih, b_ih, g_ih), _affine(h, w_hh, b_hh, g_hh)
 
 
-def rnn_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", gains=None) -> Tensor:
-    """Elman RNN: h' = f(W_ih x + b_ih + W_hh h + b_hh), f = tanh or relu."""
-    # W_ih x_t + b_ih,  W_hh h_(t-1) + b_hh  (each (B, H); layer-normalized first with gains)
-    xa, ha = _pre(x, h, w_ih, w_hh, b_ih, b_hh, gains)
-    # a_t = W_ih x_t + b_ih + W_hh h_(t-1) + b_hh
-    a = xa + ha
+def rnn_update(a: Tensor, nonlinearity: str = "tanh") -> Tensor:
+    """The Elman RNN's new state from its pre-activation ``a_t`` (B, H)."""
     # h_t = tanh(a_t)  (or relu(a_t))
     return torch.tanh(a) if nonlinearity == "tanh" else torch.relu(a)
 
 
-def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, gains=None) -> Tensor:
-    """GRU (torch.nn convention, gate order r, z, n; Lasagne writes u = 1 - z)."""
-    # W_ih x_t + b_ih,  W_hh h_(t-1) + b_hh  (each (B, 3H); layer-normalized first with gains)
-    xa, ha = _pre(x, h, w_ih, w_hh, b_ih, b_hh, gains)
+def gru_update(xa: Tensor, ha: Tensor, h: Tensor) -> Tensor:
+    """The GRU's new state from ``W_ih x_t + b_ih`` and ``W_hh h_(t-1) + b_hh`` (B, 3H each)."""
     xr, xz, xn = xa.chunk(3, dim=-1)  # (B, H) each
     hr, hz, hn = ha.chunk(3, dim=-1)
     # r_t = σ(W_ir x_t + b_ir + W_hr h_(t-1) + b_hr)  (reset gate)
@@ -72,12 +75,9 @@ def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, gains=None) -> Tensor:
     return (1 - z) * n + z * h
 
 
-def lstm_cell(x, state, w_ih, w_hh, b_ih=None, b_hh=None, gains=None) -> tuple[Tensor, Tensor]:
-    """LSTM (gate order i, f, g, o): returns (h', c')."""
-    h, c = state
-    # W_ih x_t + b_ih,  W_hh h_(t-1) + b_hh  (each (B, 4H); layer-normalized first with gains)
-    xa, ha = _pre(x, h, w_ih, w_hh, b_ih, b_hh, gains)
-    gi, gf, gg, go = (xa + ha).chunk(4, dim=-1)  # (B, H) each
+def lstm_update(a: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """The LSTM's new (h, c) from its pre-activations ``a_t`` (B, 4H) and ``c_(t-1)``."""
+    gi, gf, gg, go = a.chunk(4, dim=-1)  # (B, H) each
     # i_t = σ(W_ii x_t + b_ii + W_hi h_(t-1) + b_hi)  (input gate)
     i = torch.sigmoid(gi)
     # f_t = σ(W_if x_t + b_if + W_hf h_(t-1) + b_hf)  (forget gate)
@@ -92,17 +92,48 @@ def lstm_cell(x, state, w_ih, w_hh, b_ih=None, b_hh=None, gains=None) -> tuple[T
     return o * torch.tanh(c), c
 
 
-def reference_forward(layer: nn.RNNBase, input, hx=None, weights=None, gains=None):
+def rnn_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", gains=None) -> Tensor:
+    """Elman RNN: h' = f(W_ih x + b_ih + W_hh h + b_hh), f = tanh or relu."""
+    # W_ih x_t + b_ih,  W_hh h_(t-1) + b_hh  (each (B, H); layer-normalized first with gains)
+    xa, ha = _pre(x, h, w_ih, w_hh, b_ih, b_hh, gains)
+    # a_t = W_ih x_t + b_ih + W_hh h_(t-1) + b_hh
+    return rnn_update(xa + ha, nonlinearity)
+
+
+def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, gains=None) -> Tensor:
+    """GRU (torch.nn convention, gate order r, z, n; Lasagne writes u = 1 - z)."""
+    # W_ih x_t + b_ih,  W_hh h_(t-1) + b_hh  (each (B, 3H); layer-normalized first with gains)
+    xa, ha = _pre(x, h, w_ih, w_hh, b_ih, b_hh, gains)
+    return gru_update(xa, ha, h)
+
+
+def lstm_cell(x, state, w_ih, w_hh, b_ih=None, b_hh=None, gains=None) -> tuple[Tensor, Tensor]:
+    """LSTM (gate order i, f, g, o): returns (h', c')."""
+    h, c = state
+    # W_ih x_t + b_ih,  W_hh h_(t-1) + b_hh  (each (B, 4H); layer-normalized first with gains)
+    xa, ha = _pre(x, h, w_ih, w_hh, b_ih, b_hh, gains)
+    # a_t = W_ih x_t + b_ih + W_hh h_(t-1) + b_hh
+    return lstm_update(xa + ha, c)
+
+
+def reference_forward(
+    layer: nn.RNNBase, input, hx=None, weights=None, gains=None, *, pre=None, dropout=True
+):
     """Run ``layer`` (a ``torch.nn`` or ``qrnn`` recurrent layer) with a Python time loop over
     the reference cells. Same inputs and outputs as the layer, packed sequences included;
-    dropout between stacked layers in training mode as in ``torch.nn``.
+    dropout between stacked layers in training mode as in ``torch.nn`` (``dropout=False``: none).
 
     ``weights``: ``{name: tensor}``; default: the layer's deterministic quantized weights
     (``layer.quantized_parameters(False)`` for qrnn layers, the parameters otherwise).
     ``gains``: ``{suffix: (g_ih, g_hh)}`` (suffix ``_l0``, ``_l0_reverse``, ...) to layer-normalize
     the pre-activations; default: the layer's own (``layer.layer_norm_gains()``) if it has them.
+    ``pre(x_t, h, suffix) -> (xa, ha)``: computes the pre-activations ``W_ih x_t + b_ih`` and
+    ``W_hh h + b_hh`` instead of the cells' affine maps (the integer path of
+    :mod:`qrnn.hardware`); ``ha`` None means ``xa`` is already their sum (RNN, LSTM).
     """
-    if weights is None:
+    if pre is not None:
+        weights = {}
+    elif weights is None:
         if hasattr(layer, "quantized_parameters"):
             weights = layer.quantized_parameters(False)
         else:
@@ -130,6 +161,12 @@ def reference_forward(layer: nn.RNNBase, input, hx=None, weights=None, gains=Non
     h0, c0 = hx if lstm else (hx, None)
 
     def step(xt, state, sfx):
+        if pre is not None:  # the caller's pre-activations, the cells' updates
+            xa, ha = pre(xt, state[0] if lstm else state, sfx)
+            if layer.mode == "GRU":
+                return gru_update(xa, ha, state)
+            a = xa if ha is None else xa + ha
+            return lstm_update(a, state[1]) if lstm else rnn_update(a, layer.nonlinearity)
         w = [weights.get(f"{k}{sfx}") for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
         g = None if gains is None else gains[sfx]
         if lstm:
@@ -140,7 +177,7 @@ def reference_forward(layer: nn.RNNBase, input, hx=None, weights=None, gains=Non
 
     h_n, c_n = [], []
     for k in range(layer.num_layers):
-        if k and layer.dropout and layer.training:
+        if k and dropout and layer.dropout and layer.training:
             x = nn.functional.dropout(x, layer.dropout, training=True)
         outs = []
         for d in range(dirs):

@@ -52,6 +52,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .cells import reference_forward
 from .layers import QuantRNNBase
 
 __all__ = [
@@ -198,53 +199,18 @@ def preactivation_bound(layer: QuantRNNBase, sfx: str = "_l0", frac_bits: int = 
 def integer_forward(layer: QuantRNNBase, input: Tensor, hx=None):
     """Run a quantized recurrent layer with the integer matrix-vector products (module doc).
 
-    Same inputs and outputs as the layer for padded (not packed) batched input; no dropout.
+    Same inputs and outputs as the layer; no dropout. The time loop and the gate equations
+    are those of :func:`qrnn.cells.reference_forward`; only the matrix-vector products differ.
     """
     il = _IntLayer(layer)
-    mode = layer.mode
-    lstm, dirs = mode == "LSTM", 2 if layer.bidirectional else 1
-    x = input.transpose(0, 1) if layer.batch_first else input  # (T, B, I)
-    T, B = x.shape[:2]
-    H = layer.hidden_size
-    zeros = x.new_zeros(layer.num_layers * dirs, B, H)
-    if hx is None:
-        hx = (zeros, zeros.clone()) if lstm else zeros
-    h0, c0 = hx if lstm else (hx, None)
 
-    def step(xt, state, sfx):
-        h = state[0] if lstm else state
-        if mode == "GRU":
-            gi, gh = il.to_float(il.pre(xt, "ih", sfx), xt), il.to_float(il.pre(h, "hh", sfx), xt)
-            xr, xz, xn = gi.chunk(3, -1)
-            hr, hz, hn = gh.chunk(3, -1)
-            r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
-            n = torch.tanh(xn + r * hn)
-            return (1 - z) * n + z * h
-        a = il.to_float(il.pre(xt, "ih", sfx) + il.pre(h, "hh", sfx), xt)
-        if not lstm:
-            return torch.tanh(a) if mode == "RNN_TANH" else torch.relu(a)
-        gi, gf, gg, go = a.chunk(4, -1)
-        c = torch.sigmoid(gf) * state[1] + torch.sigmoid(gi) * torch.tanh(gg)
-        return torch.sigmoid(go) * torch.tanh(c), c
+    def pre(xt, h, sfx):  # the two products in integers; RNN and LSTM sum them there too
+        if layer.mode == "GRU":
+            return il.to_float(il.pre(xt, "ih", sfx), xt), il.to_float(il.pre(h, "hh", sfx), xt)
+        return il.to_float(il.pre(xt, "ih", sfx) + il.pre(h, "hh", sfx), xt), None
 
-    h_n, c_n = [], []
-    with torch.no_grad():
-        for k in range(layer.num_layers):
-            outs = []
-            for d in range(dirs):
-                idx, sfx = k * dirs + d, f"_l{k}" + ("_reverse" if d else "")
-                state = (h0[idx], c0[idx]) if lstm else h0[idx]
-                ys = [None] * T
-                for t in range(T - 1, -1, -1) if d else range(T):
-                    state = step(x[t], state, sfx)
-                    ys[t] = state[0] if lstm else state
-                outs.append(torch.stack(ys))
-                h_n.append(state[0] if lstm else state)
-                if lstm:
-                    c_n.append(state[1])
-            x = torch.cat(outs, dim=-1)
-    out = x.transpose(0, 1) if layer.batch_first else x
-    return (out, (torch.stack(h_n), torch.stack(c_n))) if lstm else (out, torch.stack(h_n))
+    with torch.no_grad():  # the time loop and gate equations of the reference cells
+        return reference_forward(layer, input, hx, pre=pre, dropout=False)
 
 
 def integer_model_forward(model: nn.Module, *inputs):

@@ -144,3 +144,9 @@ def test_cell_equations_sit_above_their_lines():
                "# i_t = σ(", "# f_t = σ(", "# g_t = tanh(", "# o_t = σ(", "# c_t = f_t ⊙ c_(t-1)",
                "# h_t = o_t ⊙ tanh(c_t)", "# h_t = tanh(a_t)"):  # fmt: skip
         assert eq in src, eq
+
+
+def test_the_integer_path_reuses_the_cells():
+    src = (PACKAGE / "hardware.py").read_text()
+    assert "reference_forward(" in src  # the cells' time loop
+    assert "torch.sigmoid" not in src and "torch.tanh" not in src  # and their gate equations
