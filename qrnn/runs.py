@@ -199,7 +199,8 @@ def load_model(run: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
     """The best-validation model of a run folder and its record, in eval mode: the full
     checkpoint ``model.pt`` when present (shadow weights), else the packed ``model.npz``
     (quantized weights only, as committed)."""
-    from .train import build_model, config_from_dict
+    from .assemble import build_model
+    from .config import config_from_dict
 
     run = Path(run)
     rec = records.load_record(run)
@@ -232,7 +233,8 @@ def init_model(
     """The model a study run of ``seed`` starts from (same init as :func:`qrnn.train.train`),
     in eval mode. ``size``: vocabulary size or feature count; ``config``: more RunConfig
     fields. Equal seeds give equal shadow weights for every method."""
-    from .train import RunConfig, build_model, derive_seeds
+    from .assemble import build_model
+    from .config import RunConfig, derive_seeds
 
     m = get_method(method)
     cfg = RunConfig(

@@ -41,11 +41,11 @@ def hardware(
 
     import torch
 
+    from ..config import LM_TASKS
     from ..data import speech_batches
     from ..export import load_packed, pack_model, size_report
     from ..hardware import energy_pj, integer_model_forward, step_ops
     from ..runs import load_model
-    from ..train import LM_TASKS
 
     out_dir = Path(results) / profile / "hardware"
     made, cache = [], {}

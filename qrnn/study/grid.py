@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..train import RunConfig, run_id
+from ..config import RunConfig, run_id
 
 ROOT = Path(__file__).resolve().parent.parent.parent  # the checkout (notebooks/, results/)
 TRAIN_NOTEBOOK = ROOT / "notebooks" / "train.ipynb"

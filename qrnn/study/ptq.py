@@ -12,8 +12,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..config import RunConfig
 from ..runs import runs_dir, trained
-from ..train import RunConfig
 from .grid import _METHOD, Run, grid
 
 
@@ -27,7 +27,7 @@ def _trained_dir(run: Run, results, profile: str) -> Path | None:
 
 def _cached_data(cache: dict, cfg: RunConfig, data_root):
     """The data of ``cfg``'s task and split, loaded once per ``cache``."""
-    from ..train import load_data
+    from ..assemble import load_data
 
     key = (cfg.task, cfg.split)
     if key not in cache:
@@ -54,8 +54,8 @@ def post_training(
     import torch
 
     from ..export import post_training_quantize
+    from ..loop import evaluate
     from ..runs import load_model
-    from ..train import evaluate
 
     out_dir = Path(results) / profile / "ptq"
     floats = [r for r in grid(profile, only) if r.experiment == "main" and r.method == "float"]

@@ -47,8 +47,9 @@ def init_table(profile: str = "cpu", results: str | Path = "results", seed: int 
     import pandas as pd
     import torch
 
+    from ..assemble import build_model, weight_stats
+    from ..config import LM_TASKS, derive_seeds
     from ..records import atomic_write_bytes
-    from ..train import LM_TASKS, build_model, derive_seeds, weight_stats
 
     rows, seen = [], set()
     for run in grid(profile):
