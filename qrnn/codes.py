@@ -21,9 +21,10 @@ exponential       1+E     top bit sign (1 = negative), low E bits ``u``: ``±2^(
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+from . import quantizers as _quantizers  # noqa: F401 (registers the methods)
+from .quantizer_base import REGISTRY, InvalidCodes, Quantizer
 
 __all__ = ["PackedFormatError", "decode_codes", "encode_codes", "pack_bits", "unpack_bits"]
 
@@ -49,20 +50,16 @@ def unpack_bits(data: np.ndarray, bits: int, count: int) -> np.ndarray:
     return planes.astype(np.int64) @ (np.int64(1) << np.arange(bits, dtype=np.int64))
 
 
+def _method(scheme: str, options: dict) -> Quantizer:
+    """The method of a stored tensor, built as stored (options unchecked: a file's own)."""
+    if scheme not in REGISTRY:
+        raise ValueError(f"scheme {scheme!r} has no integer codes")
+    return REGISTRY[scheme](scheme, options)
+
+
 def _code_layout(scheme: str, options: dict) -> tuple[int, int]:
     """(bits, N): bits per code and, for the integer grids, the largest |n|."""
-    if scheme == "binary":
-        return 1, 1
-    if scheme == "ternary":
-        return 2, 1
-    if scheme == "pow2-ternary":
-        m, f = options["integer_bits"], options["fractional_bits"]
-        n = 2 ** (m + f) - (1 if options["clip"] == "grid" else 0)
-        return max(1, math.ceil(math.log2(2 * n + 1))), n
-    if scheme == "exponential":
-        n_exp = options["max_exp"] - options["min_exp"] + 1
-        return 1 + max(1, math.ceil(math.log2(n_exp))), n_exp
-    raise ValueError(f"scheme {scheme!r} has no integer codes")
+    return _method(scheme, options).code_layout()
 
 
 def _bad_codes(msg: str) -> PackedFormatError:
@@ -70,43 +67,24 @@ def _bad_codes(msg: str) -> PackedFormatError:
 
 
 def decode_codes(codes: np.ndarray, scheme: str, options: dict, scale: float) -> np.ndarray:
-    """float32 values of integer ``codes`` (see the table in the module docstring)."""
-    bits, n_max = _code_layout(scheme, options)
+    """float32 values of integer ``codes`` (see the table in the module docstring; each method's
+    :meth:`~qrnn.quantizers.Quantizer.decode`)."""
+    q = _method(scheme, options)
+    bits, _ = q.code_layout()
     codes = np.asarray(codes, dtype=np.int64)
     if codes.size and (codes.min() < 0 or codes.max() >= 2**bits):
         raise _bad_codes(f"outside 0..{2**bits - 1}")
-    s = np.float32(scale)
-    if scheme == "binary":
-        return np.where(codes == 1, -s, s).astype(np.float32)
-    if scheme == "exponential":
-        ebits = bits - 1
-        u = codes & ((1 << ebits) - 1)
-        if codes.size and u.max() >= n_max:
-            raise _bad_codes(f"exponent index {int(u.max())} beyond {n_max - 1}")
-        mag = np.ldexp(np.float32(1.0), (u + options["min_exp"]).astype(np.int32))
-        return np.where(codes >> ebits == 1, -mag, mag).astype(np.float32)
-    n = np.where(codes >= 2 ** (bits - 1), codes - 2**bits, codes)  # two's complement
-    if n.size and np.abs(n).max() > n_max:
-        raise _bad_codes(f"|n| = {int(np.abs(n).max())} beyond {n_max}")
-    step = s if scheme == "ternary" else np.float32(2.0 ** -options["fractional_bits"])
-    return (n.astype(np.float32) * step).astype(np.float32)
+    try:
+        return q.decode(codes, scale)
+    except InvalidCodes as e:
+        raise _bad_codes(str(e)) from None
 
 
 def encode_codes(w_q: np.ndarray, scheme: str, options: dict, scale: float) -> np.ndarray:
-    """Integer codes of quantized float32 values ``w_q``; checks they decode to ``w_q``."""
+    """Integer codes of quantized float32 values ``w_q`` (each method's
+    :meth:`~qrnn.quantizers.Quantizer.encode`); checks they decode to ``w_q``."""
     w = np.asarray(w_q, dtype=np.float32)
-    bits, _ = _code_layout(scheme, options)
-    if scheme == "binary":
-        codes = (w < 0).astype(np.int64)
-    elif scheme == "exponential":
-        _, ex = np.frexp(np.abs(w))  # |w| = 0.5 * 2^ex exactly for powers of two
-        codes = ((w < 0).astype(np.int64) << (bits - 1)) | (
-            ex.astype(np.int64) - 1 - options["min_exp"]
-        ).clip(0, 2 ** (bits - 1) - 1)
-    else:
-        step = np.float32(scale) if scheme == "ternary" else 2.0 ** -options["fractional_bits"]
-        n = np.rint(w.astype(np.float64) / float(step)).astype(np.int64)
-        codes = n & (2**bits - 1)  # two's complement in `bits` bits
+    codes = _method(scheme, options).encode(w, scale)
     try:
         back = decode_codes(codes, scheme, options, scale)
     except PackedFormatError:

@@ -10,10 +10,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["REGISTRY", "Quantizer", "register", "straight_through"]
+__all__ = ["REGISTRY", "InvalidCodes", "Quantizer", "Scaled", "register", "straight_through"]
 
 
 def straight_through(w: Tensor, w_q: Tensor) -> Tensor:
@@ -105,6 +106,21 @@ class Quantizer:
         :func:`qrnn.rounding.rounding_moments`)."""
         raise NotImplementedError
 
+    # -- integer codes: W_q in `bits` bits each, the packed format of :mod:`qrnn.codes` --------
+    def code_layout(self) -> tuple[int, int]:
+        """(bits per code, N): N the largest ``|n|`` of an integer grid, or the number of
+        exponents (exponential)."""
+        raise ValueError(f"scheme {self.name!r} has no integer codes")
+
+    def encode(self, w: np.ndarray, scale: float) -> np.ndarray:
+        """Integer codes (int64, each below ``2^bits``) of quantized float32 values ``w``."""
+        raise ValueError(f"scheme {self.name!r} has no integer codes")
+
+    def decode(self, codes: np.ndarray, scale: float) -> np.ndarray:
+        """float32 values of int64 ``codes`` in ``0 .. 2^bits - 1``; :class:`InvalidCodes` for
+        a code that is no level."""
+        raise ValueError(f"scheme {self.name!r} has no integer codes")
+
     # -- the quantizer -----------------------------------------------------------------------
     def __call__(
         self,
@@ -134,3 +150,74 @@ class Quantizer:
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
         return f"quantizer({self.name!r}{', ' if opts else ''}{opts})"
+
+
+class InvalidCodes(ValueError):
+    """Integer codes that are no level of the method (a corrupted file)."""
+
+
+def _grid_encode(w: np.ndarray, bits: int, step) -> np.ndarray:
+    """Codes of values ``n * step`` on an integer grid: ``n`` in two's complement."""
+    n = np.rint(w.astype(np.float64) / float(step)).astype(np.int64)
+    return n & (2**bits - 1)  # two's complement in `bits` bits
+
+
+def _grid_decode(codes: np.ndarray, bits: int, n_max: int, step) -> np.ndarray:
+    """Values ``n * step`` of two's-complement codes, ``|n| <= n_max``."""
+    n = np.where(codes >= 2 ** (bits - 1), codes - 2**bits, codes)  # two's complement
+    if n.size and np.abs(n).max() > n_max:
+        raise InvalidCodes(f"|n| = {int(np.abs(n).max())} beyond {n_max}")
+    return (n.astype(np.float32) * step).astype(np.float32)
+
+
+@dataclass(frozen=True, repr=False)
+class Scaled(Quantizer):
+    """Binary and ternary: levels scaled by one number per matrix (H or W0)."""
+
+    @classmethod
+    def check_options(cls, opts: dict[str, Any]) -> dict[str, Any]:
+        s = opts["scale"]
+        numeric = isinstance(s, int | float) and not isinstance(s, bool)
+        if not (s in ("unit", "glorot", "rms") or numeric):
+            raise ValueError(
+                f"{cls.scheme}: scale must be 'unit', 'glorot', 'rms' or a positive number, "
+                f"got {s!r}"
+            )
+        if not isinstance(s, str):
+            opts["scale"] = _check_number("scale", cls.scheme, s, positive=True)
+        return opts
+
+    def scale(self, w: Tensor, fan_in: int | None = None, fan_out: int | None = None) -> float:
+        s = self.options["scale"]
+        if s == "unit":
+            return 1.0
+        if s == "rms":  # the shadow tensor's own RMS, sqrt(mean(W^2)), recomputed every call
+            return max(float(w.detach().pow(2).mean().sqrt()), 1e-12)
+        if s == "glorot":
+            if fan_in is None or fan_out is None:
+                if w.dim() != 2:
+                    raise ValueError(
+                        f"{self.name}: scale='glorot' needs fan_in and fan_out for a "
+                        f"{w.dim()}-D tensor (only 2-D tensors infer them from their shape)"
+                    )
+                fan_out, fan_in = w.shape
+            return math.sqrt(6.0 / (fan_in + fan_out))
+        return float(s)
+
+    def rounding_variance(
+        self, w: Tensor, fan_in: int | None = None, fan_out: int | None = None
+    ) -> Tensor:
+        """binary: ``P(+H) = (w/H + 1)/2`` gives ``E[q] = w`` and ``E[q^2] = H^2``, so
+        ``Var = H^2 - w^2``; ternary: ``P(q = W0 sign w) = |w|/W0`` gives ``E[q] = w`` and
+        ``E[q^2] = W0 |w|``, so ``Var = W0 |w| - w^2``. Weights are clipped to ``[-s, s]``
+        first."""
+        s = self.scale(w, fan_in, fan_out)
+        a = w.detach().abs().clamp(max=s)
+        var = s * s - a * a if self.name == "binary" else s * a - a * a
+        return var.clamp_(min=0.0)
+
+    def clip_bound(self, w: Tensor, fan_in: int | None = None, fan_out: int | None = None):
+        """[-H, H] (binary), [-W0, W0] (ternary); none with ``scale="rms"``."""
+        if self.options["scale"] == "rms":  # clipping to its own RMS would shrink it
+            return None
+        return self.scale(w, fan_in, fan_out)

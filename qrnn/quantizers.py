@@ -31,11 +31,20 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from .quantizer_base import REGISTRY as _REGISTRY
-from .quantizer_base import Quantizer, _check_number, _uniform, register
+from .quantizer_base import (
+    InvalidCodes,
+    Quantizer,
+    Scaled,
+    _grid_decode,
+    _grid_encode,
+    _uniform,
+    register,
+)
 from .quantizer_base import straight_through as straight_through
 
 __all__ = [
@@ -65,62 +74,9 @@ class Float(Quantizer):
         return 32
 
 
-@dataclass(frozen=True, repr=False)
-class _Scaled(Quantizer):
-    """Binary and ternary: levels scaled by one number per matrix (H or W0)."""
-
-    @classmethod
-    def check_options(cls, opts: dict[str, Any]) -> dict[str, Any]:
-        s = opts["scale"]
-        numeric = isinstance(s, int | float) and not isinstance(s, bool)
-        if not (s in ("unit", "glorot", "rms") or numeric):
-            raise ValueError(
-                f"{cls.scheme}: scale must be 'unit', 'glorot', 'rms' or a positive number, "
-                f"got {s!r}"
-            )
-        if not isinstance(s, str):
-            opts["scale"] = _check_number("scale", cls.scheme, s, positive=True)
-        return opts
-
-    def scale(self, w: Tensor, fan_in: int | None = None, fan_out: int | None = None) -> float:
-        s = self.options["scale"]
-        if s == "unit":
-            return 1.0
-        if s == "rms":  # the shadow tensor's own RMS, sqrt(mean(W^2)), recomputed every call
-            return max(float(w.detach().pow(2).mean().sqrt()), 1e-12)
-        if s == "glorot":
-            if fan_in is None or fan_out is None:
-                if w.dim() != 2:
-                    raise ValueError(
-                        f"{self.name}: scale='glorot' needs fan_in and fan_out for a "
-                        f"{w.dim()}-D tensor (only 2-D tensors infer them from their shape)"
-                    )
-                fan_out, fan_in = w.shape
-            return math.sqrt(6.0 / (fan_in + fan_out))
-        return float(s)
-
-    def rounding_variance(
-        self, w: Tensor, fan_in: int | None = None, fan_out: int | None = None
-    ) -> Tensor:
-        """binary: ``P(+H) = (w/H + 1)/2`` gives ``E[q] = w`` and ``E[q^2] = H^2``, so
-        ``Var = H^2 - w^2``; ternary: ``P(q = W0 sign w) = |w|/W0`` gives ``E[q] = w`` and
-        ``E[q^2] = W0 |w|``, so ``Var = W0 |w| - w^2``. Weights are clipped to ``[-s, s]``
-        first."""
-        s = self.scale(w, fan_in, fan_out)
-        a = w.detach().abs().clamp(max=s)
-        var = s * s - a * a if self.name == "binary" else s * a - a * a
-        return var.clamp_(min=0.0)
-
-    def clip_bound(self, w: Tensor, fan_in: int | None = None, fan_out: int | None = None):
-        """[-H, H] (binary), [-W0, W0] (ternary); none with ``scale="rms"``."""
-        if self.options["scale"] == "rms":  # clipping to its own RMS would shrink it
-            return None
-        return self.scale(w, fan_in, fan_out)
-
-
 @register
 @dataclass(frozen=True, repr=False)
-class Binary(_Scaled):
+class Binary(Scaled):
     """``binary`` (BinaryConnect, Courbariaux et al. 2015), 1 bit, levels {-H, +H}.
 
     ``q(w) = +H if w >= 0 else -H``; stochastic: ``+H`` with probability
@@ -157,10 +113,20 @@ class Binary(_Scaled):
             positive = w >= 0
         return torch.where(positive, h, -h).to(w.dtype)
 
+    def code_layout(self) -> tuple[int, int]:
+        return 1, 1
+
+    def encode(self, w: np.ndarray, scale: float) -> np.ndarray:
+        return (w < 0).astype(np.int64)  # the bit is the sign: 0 -> +s, 1 -> -s
+
+    def decode(self, codes: np.ndarray, scale: float) -> np.ndarray:
+        s = np.float32(scale)
+        return np.where(codes == 1, -s, s).astype(np.float32)
+
 
 @register
 @dataclass(frozen=True, repr=False)
-class Ternary(_Scaled):
+class Ternary(Scaled):
     """``ternary`` (TernaryConnect, Lin et al. 2015), 2 bits, levels {-W0, 0, +W0}.
 
     ``q(w) = W0 sign(w)`` if ``|w| >= W0/2`` else 0; stochastic:
@@ -196,6 +162,15 @@ class Ternary(_Scaled):
         else:
             keep = w.abs() >= w0 / 2.0
         return torch.where(keep, torch.sign(w) * w0, torch.zeros_like(w))
+
+    def code_layout(self) -> tuple[int, int]:
+        return 2, 1
+
+    def encode(self, w: np.ndarray, scale: float) -> np.ndarray:
+        return _grid_encode(w, 2, np.float32(scale))  # n in {-1, 0, 1}, two's complement
+
+    def decode(self, codes: np.ndarray, scale: float) -> np.ndarray:
+        return _grid_decode(codes, 2, 1, np.float32(scale))
 
 
 @register
@@ -270,6 +245,19 @@ class Pow2Ternary(Quantizer):
         else:
             n = torch.sign(x) * torch.floor(x.abs() + 0.5)
         return (n * step).to(w.dtype)
+
+    def code_layout(self) -> tuple[int, int]:
+        m, f = self.options["integer_bits"], self.options["fractional_bits"]
+        n = 2 ** (m + f) - (1 if self.options["clip"] == "grid" else 0)
+        return max(1, math.ceil(math.log2(2 * n + 1))), n
+
+    def encode(self, w: np.ndarray, scale: float) -> np.ndarray:
+        bits, _ = self.code_layout()
+        return _grid_encode(w, bits, 2.0 ** -self.options["fractional_bits"])
+
+    def decode(self, codes: np.ndarray, scale: float) -> np.ndarray:
+        bits, n_max = self.code_layout()
+        return _grid_decode(codes, bits, n_max, np.float32(2.0 ** -self.options["fractional_bits"]))
 
 
 @register
@@ -368,6 +356,27 @@ class Exponential(Quantizer):
         mag = mag.clamp_(lo_e + 127, hi_e + 127).bitwise_left_shift_(23)
         out = torch.where(w > 0, mag, mag | -(2**31))  # zero -> -2^min_exp
         return out.view(torch.float32)
+
+    def code_layout(self) -> tuple[int, int]:
+        n_exp = self.options["max_exp"] - self.options["min_exp"] + 1
+        return 1 + max(1, math.ceil(math.log2(n_exp))), n_exp
+
+    def encode(self, w: np.ndarray, scale: float) -> np.ndarray:
+        # top bit the sign (1 = negative), low bits u = k - min_exp
+        bits, _ = self.code_layout()
+        _, ex = np.frexp(np.abs(w))  # |w| = 0.5 * 2^ex exactly for powers of two
+        return ((w < 0).astype(np.int64) << (bits - 1)) | (
+            ex.astype(np.int64) - 1 - self.options["min_exp"]
+        ).clip(0, 2 ** (bits - 1) - 1)
+
+    def decode(self, codes: np.ndarray, scale: float) -> np.ndarray:
+        bits, n_max = self.code_layout()
+        ebits = bits - 1
+        u = codes & ((1 << ebits) - 1)
+        if codes.size and u.max() >= n_max:
+            raise InvalidCodes(f"exponent index {int(u.max())} beyond {n_max - 1}")
+        mag = np.ldexp(np.float32(1.0), (u + self.options["min_exp"]).astype(np.int32))
+        return np.where(codes >> ebits == 1, -mag, mag).astype(np.float32)
 
 
 SCHEMES: tuple[str, ...] = tuple(_REGISTRY)  # float, binary, ternary, pow2-ternary, exponential

@@ -49,3 +49,20 @@ def test_moments_match_sampled_rounding(name):
 def test_clip_shadow_auto_follows_the_method():
     auto = {n for n, c in CLASSES.items() if c.clips_by_default}
     assert auto == {"binary", "ternary", "pow2-ternary"}
+
+
+@pytest.mark.parametrize("name", [s for s in qrnn.SCHEMES if s != "float"])
+def test_each_method_owns_its_integer_codes(name):
+    q = qrnn.quantizer(name)
+    w = torch.randn(6, 11, generator=torch.Generator().manual_seed(3)) * 0.4
+    w_q = q(w, False, fan_in=11, fan_out=6).numpy()
+    scale = float(q.scale(w, 11, 6))
+    bits, _ = q.code_layout()
+    codes = q.encode(w_q, scale)
+    assert bits == q.bits and codes.min() >= 0 and codes.max() < 2**bits
+    assert (q.decode(codes, scale) == w_q).all()
+
+
+def test_float_has_no_codes():
+    with pytest.raises(ValueError, match="no integer codes"):
+        qrnn.quantizer("float").code_layout()
