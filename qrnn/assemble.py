@@ -1,6 +1,6 @@
 """What a run is made of, from its :class:`~qrnn.config.RunConfig`: the data splits
-(:func:`load_data`), the model (:func:`build_model`), and the summaries its record keeps of
-them (:func:`model_summary`, :func:`weight_stats`, :func:`baseline_metric`). After Ott et
+(``load_data``), the model (:func:`build_model`), and the summaries its record keeps of
+them (``model_summary``, ``weight_stats``, ``baseline_metric``). After Ott et
 al. 2016, *Recurrent Neural Networks With Limited Numerical Precision*,
 https://arxiv.org/abs/1608.06902.
 """
@@ -18,6 +18,8 @@ from .config import LM_TASKS, RunConfig
 from .layers import QuantRNNBase, _QuantIO, glorot_init_, quantized_layers
 from .loop import _lm_metric
 from .models import DigitClassifier, LanguageModel
+
+__all__ = ["build_model", "model_config"]
 
 
 @dataclass
@@ -92,7 +94,7 @@ def model_config(cfg: RunConfig, size: int) -> dict[str, Any]:
 
 
 def build_model(cfg: RunConfig, size: int) -> nn.Module:
-    """The model of ``cfg`` (:func:`model_config`), initialized as ``cfg.init`` says."""
+    """The model of ``cfg`` (``model_config``), initialized as ``cfg.init`` says."""
     family = LanguageModel if cfg.task in LM_TASKS else DigitClassifier
     model = family.from_config(model_config(cfg, size))
     if cfg.init == "glorot":

@@ -129,7 +129,7 @@ def reference_forward(
     the pre-activations; default: the layer's own (``layer.layer_norm_gains()``) if it has them.
     ``pre(x_t, h, suffix) -> (xa, ha)``: computes the pre-activations ``W_ih x_t + b_ih`` and
     ``W_hh h + b_hh`` instead of the cells' affine maps (the integer path of
-    :mod:`qrnn.hardware`); ``ha`` None means ``xa`` is already their sum (RNN, LSTM).
+    ``qrnn.hardware``); ``ha`` None means ``xa`` is already their sum (RNN, LSTM).
     """
     if pre is not None:
         weights = {}

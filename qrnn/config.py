@@ -5,7 +5,7 @@ The runs reproduce Ott et al. 2016, *Recurrent Neural Networks With Limited Nume
 Precision*, https://arxiv.org/abs/1608.06902.
 
 ``run_id(cfg)`` hashes the resolved config without execution settings (device, threads) and
-without fields added later while at their defaults (:data:`LATER_FIELDS`), so the ids of
+without fields added later while at their defaults (``LATER_FIELDS``), so the ids of
 committed records never change.
 """
 
@@ -22,6 +22,17 @@ import torch
 
 from .models import CELLS
 from .quantizers import SCHEMES, quantizer
+
+__all__ = [
+    "LATER_FIELDS",
+    "LM_TASKS",
+    "TASKS",
+    "RunConfig",
+    "config_from_dict",
+    "derive_seeds",
+    "identity",
+    "run_id",
+]
 
 TASKS = ("ptb-char", "ptb-word", "text8", "fsdd")
 LM_TASKS = ("ptb-char", "ptb-word", "text8")
@@ -185,7 +196,7 @@ def run_id(cfg: RunConfig) -> str:
 
 def identity(resolved: dict) -> dict:
     """What defines an experiment: the resolved config without execution settings and without
-    later-added fields at their defaults (see :data:`LATER_FIELDS`)."""
+    later-added fields at their defaults (see ``LATER_FIELDS``)."""
     return {
         k: v
         for k, v in resolved.items()

@@ -176,7 +176,7 @@ class QuantRNNBase(nn.RNNBase):
 
     @property
     def config(self) -> dict[str, Any]:
-        """Everything that rebuilds this layer: ``type(layer).from_config(layer.config)`` has the
+        """Everything that rebuilds this layer; ``type(layer).from_config(layer.config)`` has the
         same structure, method and parameter names (the weights are not part of it)."""
         return {**self.torch_config(), **self.quant_config()}
 

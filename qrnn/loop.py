@@ -15,6 +15,8 @@ from torch import nn
 from .config import LM_TASKS, RunConfig
 from .layers import clip_shadow_
 
+__all__ = ["Diverged", "evaluate", "uniform_loss"]
+
 # what the records call the rule that stops a run (RunConfig.diverge_factor)
 DIVERGENCE_RULE = (
     "non-finite training loss, or the running mean of the training loss (exponential, 50 "

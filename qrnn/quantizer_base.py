@@ -103,7 +103,7 @@ class Quantizer:
         self, w: Tensor, fan_in: int | None = None, fan_out: int | None = None
     ) -> tuple[Tensor, Tensor]:
         """Per-weight mean and variance of the *stochastic* ``q(w)`` (``w`` float64; see
-        :func:`qrnn.rounding.rounding_moments`)."""
+        ``qrnn.rounding.rounding_moments``)."""
         raise NotImplementedError
 
     # -- integer codes: W_q in `bits` bits each, the packed format of :mod:`qrnn.codes` --------
@@ -117,7 +117,7 @@ class Quantizer:
         raise ValueError(f"scheme {self.name!r} has no integer codes")
 
     def decode(self, codes: np.ndarray, scale: float) -> np.ndarray:
-        """float32 values of int64 ``codes`` in ``0 .. 2^bits - 1``; :class:`InvalidCodes` for
+        """float32 values of int64 ``codes`` in ``0 .. 2^bits - 1``; ``InvalidCodes`` for
         a code that is no level."""
         raise ValueError(f"scheme {self.name!r} has no integer codes")
 

@@ -149,7 +149,8 @@ class Ternary(Scaled):
         return 2
 
     def stochastic_moments(self, w, fan_in=None, fan_out=None) -> tuple[Tensor, Tensor]:
-        """p = clip(|w|/W0, 0, 1): mean ``W0 sign(w) p``, var ``W0^2 p(1-p)`` (``W0|w| - w^2``)."""
+        """``p = clip(|w|/W0, 0, 1)``: mean ``W0 sign(w) p``, var ``W0^2 p(1-p)``
+        (``W0|w| - w^2``)."""
         w0 = self.scale(w, fan_in, fan_out)
         p = (w.abs() / w0).clamp(0, 1)
         return w0 * torch.sign(w) * p, w0**2 * p * (1 - p)
@@ -308,8 +309,8 @@ class Exponential(Quantizer):
         return 2.0 ** self.options["max_exp"]
 
     def stochastic_moments(self, w, fan_in=None, fan_out=None) -> tuple[Tensor, Tensor]:
-        """a = |w|, k = floor(log2 a), p = a/2^k - 1, exponents k, k+1 clipped to [min_exp,
-        max_exp] (e_lo, e_hi): mean ``sign(w)(2^e_lo (1-p) + 2^e_hi p)``, var
+        """``a = |w|``, ``k = floor(log2 a)``, ``p = a/2^k - 1``, exponents k, k+1 clipped to
+        [min_exp, max_exp] (e_lo, e_hi): mean ``sign(w)(2^e_lo (1-p) + 2^e_hi p)``, var
         ``(2^e_hi - 2^e_lo)^2 p(1-p)`` (``(|w| - 2^k)(2^(k+1) - |w|)``); w = 0 gives
         ``-2^min_exp`` exactly."""
         lo_e, hi_e = self.options["min_exp"], self.options["max_exp"]

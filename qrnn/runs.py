@@ -162,7 +162,7 @@ def find_runs(
 
     ``results``: a runs folder, a profile folder holding ``runs/``, or a profile name under
     ``results/``. Matches task (and split), cell, scheme, resolved quantizer options,
-    stochastic, seed, ``hidden`` (if given) and ``config`` (defaults :data:`FIND_DEFAULTS`: no
+    stochastic, seed, ``hidden`` (if given) and ``config`` (defaults ``FIND_DEFAULTS``: no
     weight norm, no layer norm, no weight noise).
     """
     m = get_method(method)
@@ -348,7 +348,7 @@ def run_note(status: str, run_dir: Path) -> str:
 # ------------------------------------------------------------------------------ export
 def export_run(run: str | Path, path: str | Path) -> dict:
     """Pack the best-validation model of a run folder; returns the size report of
-    :func:`qrnn.export.pack_model`."""
+    ``qrnn.export.pack_model``."""
     from .export import pack_model
 
     model, rec = load_model(run)

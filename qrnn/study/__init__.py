@@ -16,12 +16,12 @@ parallel through ``concurrent.futures`` (local) or Dask distributed (``executor=
 
 One module per concern, their names importable from here:
 
-* :mod:`qrnn.study.grid`: methods, tasks, experiments, profiles, :func:`grid`;
-* :mod:`qrnn.study.runner`: :func:`execute_run`, :func:`run_study`, :func:`status`;
-* :mod:`qrnn.study.summaries`: :func:`summarize` (tables and claims: :mod:`qrnn.tables`),
+* ``qrnn.study.grid``: methods, tasks, experiments, profiles, :func:`grid`;
+* ``qrnn.study.runner``: :func:`execute_run`, :func:`run_study`, :func:`status`;
+* ``qrnn.study.summaries``: :func:`summarize` (tables and claims: ``qrnn.tables``),
   :func:`init_table`, :func:`unigram_baseline`;
-* :mod:`qrnn.study.ptq`: :func:`post_training`, :func:`summarize_ptq`;
-* :mod:`qrnn.study.costs`: :func:`hardware`, :func:`summarize_hardware`.
+* ``qrnn.study.ptq``: :func:`post_training`, :func:`summarize_ptq`;
+* ``qrnn.study.costs``: :func:`hardware`, :func:`summarize_hardware`.
 """
 
 from ..runs import record_status, runs_dir
