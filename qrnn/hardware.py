@@ -98,19 +98,8 @@ class _IntMatrix:
 
 def _int_matrix(w_q: Tensor, q, scale: float) -> _IntMatrix:
     w = w_q.detach().cpu().double().numpy()
-    neg = w < 0
-    if q.name in ("binary", "ternary"):
-        s = float(np.float32(scale))
-        return _IntMatrix(q.name, neg, [(w != 0, 0)], s, 0, w)
-    if q.name == "pow2-ternary":
-        f = q.options["fractional_bits"]
-        n = np.rint(np.abs(w) * 2.0**f).astype(np.int64)
-        planes = [((n >> k) & 1 == 1, k) for k in range(max(1, int(n.max()).bit_length()))]
-        return _IntMatrix(q.name, neg, planes, 1.0, f, w)
-    if q.name == "exponential":
-        _, ex = np.frexp(np.abs(w))
-        return _IntMatrix(q.name, neg, [(w != 0, ex.astype(np.int64) - 1)], 1.0, 0, w)
-    raise ValueError(f"no integer path for scheme {q.name!r}")
+    planes, s, post_shift = q.shift_add(w, scale)  # each method's own shift-add form
+    return _IntMatrix(q.name, w < 0, planes, s, post_shift, w)
 
 
 def _shift(x: np.ndarray, s) -> np.ndarray:

@@ -121,6 +121,12 @@ class Quantizer:
         a code that is no level."""
         raise ValueError(f"scheme {self.name!r} has no integer codes")
 
+    def shift_add(self, w: np.ndarray, scale: float) -> tuple[list, float, int]:
+        """The multiplication-free form of quantized float64 ``w`` (the integer path of
+        ``qrnn.hardware``): ``(planes, scale, post_shift)`` with ``w = sign(w) * scale *
+        sum_k [mask_k] 2^shift_k``, then an arithmetic right shift by ``post_shift``."""
+        raise ValueError(f"no integer path for scheme {self.name!r}")
+
     # -- the quantizer -----------------------------------------------------------------------
     def __call__(
         self,
@@ -215,6 +221,10 @@ class Scaled(Quantizer):
         a = w.detach().abs().clamp(max=s)
         var = s * s - a * a if self.name == "binary" else s * a - a * a
         return var.clamp_(min=0.0)
+
+    def shift_add(self, w: np.ndarray, scale: float) -> tuple[list, float, int]:
+        """One plane (every nonzero weight adds or subtracts ``x_j``), the scale kept."""
+        return [(w != 0, 0)], float(np.float32(scale)), 0
 
     def clip_bound(self, w: Tensor, fan_in: int | None = None, fan_out: int | None = None):
         """[-H, H] (binary), [-W0, W0] (ternary); none with ``scale="rms"``."""

@@ -247,6 +247,13 @@ class Pow2Ternary(Quantizer):
             n = torch.sign(x) * torch.floor(x.abs() + 0.5)
         return (n * step).to(w.dtype)
 
+    def shift_add(self, w: np.ndarray, scale: float) -> tuple[list, float, int]:
+        """``|n| = |w| 2^f`` by shift-and-add over its bits, then a right shift by f."""
+        f = self.options["fractional_bits"]
+        n = np.rint(np.abs(w) * 2.0**f).astype(np.int64)
+        planes = [((n >> k) & 1 == 1, k) for k in range(max(1, int(n.max()).bit_length()))]
+        return planes, 1.0, f
+
     def code_layout(self) -> tuple[int, int]:
         m, f = self.options["integer_bits"], self.options["fractional_bits"]
         n = 2 ** (m + f) - (1 if self.options["clip"] == "grid" else 0)
@@ -357,6 +364,11 @@ class Exponential(Quantizer):
         mag = mag.clamp_(lo_e + 127, hi_e + 127).bitwise_left_shift_(23)
         out = torch.where(w > 0, mag, mag | -(2**31))  # zero -> -2^min_exp
         return out.view(torch.float32)
+
+    def shift_add(self, w: np.ndarray, scale: float) -> tuple[list, float, int]:
+        """One plane: ``x_j`` shifted by each weight's exponent (right for e < 0)."""
+        _, ex = np.frexp(np.abs(w))
+        return [(w != 0, ex.astype(np.int64) - 1)], 1.0, 0
 
     def code_layout(self) -> tuple[int, int]:
         n_exp = self.options["max_exp"] - self.options["min_exp"] + 1
