@@ -74,7 +74,7 @@ import numpy as np
 import seaborn as sns
 import torch
 
-from qrnn import analysis
+from qrnn import analysis, runs
 from qrnn.study import ROOT
 from qrnn.viz import style
 
@@ -82,7 +82,7 @@ style()
 if threads:
     torch.set_num_threads(threads)
 seq = analysis.load_sequence(task, seq_len, seed, data_root)
-models, origin = analysis.load_models(
+models, origin = runs.load_models(
     task, cell, methods, source, size=seq.size, hidden=hidden, seed=seed, **config
 )
 missing = [m for m, o in origin.items() if o == "missing"]

@@ -88,7 +88,8 @@ import seaborn as sns
 
 from qrnn import presets
 from qrnn.analysis import weight_frame
-from qrnn.train import RunConfig, load_data, load_model, run_id, train
+from qrnn.runs import load_model
+from qrnn.train import RunConfig, load_data, run_id, train
 from qrnn.viz import style
 
 # Validate the parameters: a bad value fails here with a message naming it.

@@ -19,23 +19,38 @@ input sequence with the pure reference cells of :mod:`qrnn.cells`, in float64, w
 * weight histograms (shadow and quantized) per matrix.
 
 :func:`analyze` does all of it for one model; :func:`summary_table` and the ``*_frame``
-functions turn a set of analyses into pandas tables for ``notebooks/jacobian.ipynb``.
+functions turn a set of analyses into pandas tables for ``notebooks/jacobian.ipynb``. The layer
+dynamics live in :mod:`qrnn.dynamics`, the rounding noise in :mod:`qrnn.rounding`; their names
+stay importable from here. The question is why binarization fails in Ott et al. 2016,
+*Recurrent Neural Networks With Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from .cells import gru_cell, lstm_cell, rnn_cell
+from .dynamics import GATES as GATES
+from .dynamics import CellWeights as CellWeights
+from .dynamics import _jacobian_chunks
+from .dynamics import cell_weights as cell_weights
+from .dynamics import gate_preactivations as gate_preactivations
+from .dynamics import layer_trajectories as layer_trajectories
+from .dynamics import product_log_norms as product_log_norms
+from .dynamics import saturated as saturated
+from .dynamics import step_jacobians as step_jacobians
+from .dynamics import trajectory as trajectory
 from .quantizers import Quantizer, quantizer
+from .rounding import _NOISE_COLUMNS as _NOISE_COLUMNS
+from .rounding import _SOURCES as _SOURCES
+from .rounding import preactivation_noise as preactivation_noise
+from .rounding import rounding_moments as rounding_moments
 
 __all__ = [
     "GATES",
@@ -46,12 +61,9 @@ __all__ = [
     "Method",
     "analyze",
     "cell_weights",
-    "find_runs",
     "gate_preactivations",
     "get_method",
-    "init_model",
     "layer_input",
-    "load_models",
     "load_sequence",
     "noise_frame",
     "preactivation_noise",
@@ -124,130 +136,6 @@ def _task_fields(task: str) -> dict[str, Any]:
     return dict(_TASKS[task])
 
 
-def init_model(
-    task: str,
-    cell: str,
-    method: str | Method,
-    size: int,
-    hidden: int = 128,
-    seed: int = 0,
-    **config: Any,
-) -> nn.Module:
-    """The model a study run of ``seed`` starts from (same init as :func:`qrnn.train.train`),
-    in eval mode. ``size``: vocabulary size or feature count; ``config``: more RunConfig
-    fields. Equal seeds give equal shadow weights for every method."""
-    from .train import RunConfig, build_model, derive_seeds
-
-    m = get_method(method)
-    cfg = RunConfig(
-        **_task_fields(task),
-        cell=cell,
-        hidden=hidden,
-        scheme=m.scheme,
-        stochastic=m.stochastic,
-        quantizer_options=m.options,
-        seed=seed,
-        **config,
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seeds(seed)["init"])
-        model = build_model(cfg, size)
-    return model.eval()
-
-
-# fields a main-grid run has at these values; another experiment differs in one of them
-FIND_DEFAULTS = {"weight_norm": False, "layer_norm": False, "weight_noise": "none"}
-
-
-def find_runs(
-    results: str | Path,
-    task: str,
-    cell: str,
-    method: str | Method,
-    seed: int = 0,
-    hidden: int | None = None,
-    **config: Any,
-) -> list[Path]:
-    """Completed study runs (folders with ``run.json`` and ``model.pt`` or the packed
-    ``model.npz``) of one method.
-
-    ``results``: a runs folder, a profile folder holding ``runs/``, or a profile name under
-    ``results/``. Matches task (and split), cell, scheme, resolved quantizer options,
-    stochastic, seed, ``hidden`` (if given) and ``config`` (defaults :data:`FIND_DEFAULTS`: no
-    weight norm, no layer norm, no weight noise).
-    """
-    import json
-
-    m = get_method(method)
-    want = {
-        **_task_fields(task),
-        "cell": cell,
-        "scheme": m.scheme,
-        "stochastic": m.stochastic,
-        "seed": seed,
-        **FIND_DEFAULTS,
-        **config,
-    }
-    if hidden is not None:
-        want["hidden"] = hidden
-    want_opts = m.quantizer().options
-    out = []
-    for run in sorted(_runs_folder(results).glob("*/run.json")):
-        try:
-            rec = json.loads(run.read_text())
-        except (OSError, ValueError):
-            continue
-        cfg = rec.get("config", {})
-        kept = (run.parent / "model.pt").exists() or (run.parent / "model.npz").exists()
-        if rec.get("status") != "completed" or not kept:
-            continue
-        cfg = {"split": "standard", **FIND_DEFAULTS, **cfg}
-        if any(cfg.get(k) != v for k, v in want.items()):
-            continue
-        if quantizer(cfg["scheme"], **cfg["quantizer_options"]).options == want_opts:
-            out.append(run.parent)
-    return out
-
-
-def _runs_folder(results: str | Path) -> Path:
-    p = Path(results)
-    for cand in (p / "runs", p, Path("results") / p / "runs"):
-        if cand.is_dir() and any(cand.glob("*/run.json")):
-            return cand
-    raise FileNotFoundError(f"no run records (*/run.json) in {p}, {p}/runs or results/{p}/runs")
-
-
-def load_models(
-    task: str,
-    cell: str,
-    methods: Iterable[str],
-    source: str = "init",
-    *,
-    size: int,
-    hidden: int = 128,
-    seed: int = 0,
-    **config: Any,
-) -> tuple[dict[str, nn.Module], dict[str, str]]:
-    """``({label: model}, {label: origin})`` for ``source="init"`` (fresh models, shared
-    shadow weights) or a results folder / profile (first matching trained run; methods
-    without one are left out, origin ``"missing"``)."""
-    from .train import load_model
-
-    models, origin = {}, {}
-    for label in methods:
-        if source == "init":
-            models[label] = init_model(task, cell, label, size, hidden, seed, **config)
-            origin[label] = "init"
-            continue
-        runs = find_runs(source, task, cell, label, seed, hidden, **config)
-        if not runs:
-            origin[label] = "missing"
-            continue
-        models[label], rec = load_model(runs[0])
-        origin[label] = rec["run_id"]
-    return models, origin
-
-
 @dataclass(frozen=True)
 class InputSequence:
     """One input sequence: token ids (T,) or features (T, F), and the model input size."""
@@ -303,297 +191,6 @@ def layer_input(model: nn.Module, raw: Tensor) -> Tensor:
         norm = getattr(model, "norm", None)
         x = raw if norm is None else norm(raw.to(next(model.parameters()).dtype))
     return x.detach().to(torch.float64)
-
-
-# ------------------------------------------------------------------------------ cells
-GATES: dict[str, dict[str, str]] = {
-    "RNN_TANH": {"a": "tanh"},
-    "RNN_RELU": {"a": "relu"},
-    "GRU": {"r": "sigmoid", "z": "sigmoid", "n": "tanh"},
-    "LSTM": {"i": "sigmoid", "f": "sigmoid", "g": "tanh", "o": "sigmoid"},
-}
-
-
-@dataclass(frozen=True)
-class CellWeights:
-    """One layer's (quantized) weights in float64 and its step function ``s' = step(x, s)``."""
-
-    mode: str  # RNN_TANH | RNN_RELU | GRU | LSTM
-    hidden: int
-    w_ih: Tensor
-    w_hh: Tensor
-    b_ih: Tensor | None
-    b_hh: Tensor | None
-    gains: tuple[Tensor, Tensor] | None = None  # layer norm (g_ih, g_hh), if the layer has it
-
-    @property
-    def state_size(self) -> int:
-        return 2 * self.hidden if self.mode == "LSTM" else self.hidden
-
-    def step(self, x: Tensor, s: Tensor) -> Tensor:
-        """One reference-cell step on a flat state (LSTM: ``s = [h; c]``)."""
-        w = (self.w_ih, self.w_hh, self.b_ih, self.b_hh)
-        if self.mode == "LSTM":
-            h, c = lstm_cell(x, s.split(self.hidden, dim=-1), *w, gains=self.gains)
-            return torch.cat([h, c], dim=-1)
-        if self.mode == "GRU":
-            return gru_cell(x, s, *w, gains=self.gains)
-        nonlinearity = "relu" if self.mode == "RNN_RELU" else "tanh"
-        return rnn_cell(x, s, *w, nonlinearity=nonlinearity, gains=self.gains)
-
-    def h(self, s: Tensor) -> Tensor:
-        return s[..., : self.hidden]
-
-
-def cell_weights(layer: nn.RNNBase, index: int = 0) -> CellWeights:
-    """Deterministic quantized weights (``quantized_parameters(False)``; a plain ``torch.nn``
-    layer: its parameters) of layer ``index``, float64, detached."""
-    if layer.bidirectional:
-        raise ValueError("the Jacobian analysis supports unidirectional layers only")
-    if hasattr(layer, "quantized_parameters"):
-        with torch.no_grad():
-            q = layer.quantized_parameters(False)
-    else:
-        q = {n: getattr(layer, n) for n in layer._flat_weights_names}
-    w = [q.get(f"{k}_l{index}") for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-    w = [None if t is None else t.detach().to(torch.float64) for t in w]
-    gains = None
-    if getattr(layer, "layer_norm", False):
-        g = layer.layer_norm_gains()[f"_l{index}"]
-        gains = tuple(t.detach().to(torch.float64) for t in g)
-    return CellWeights(layer.mode, layer.hidden_size, *w, gains=gains)
-
-
-@torch.no_grad()
-def trajectory(cw: CellWeights, x: Tensor) -> Tensor:
-    """States ``s_0 = 0, s_1, ..., s_T`` (T+1, S) for inputs ``x`` (T, I)."""
-    s = x.new_zeros(cw.state_size, dtype=torch.float64)
-    out = [s]
-    for xt in x.to(torch.float64):
-        s = cw.step(xt, s)
-        out.append(s)
-    return torch.stack(out)
-
-
-def layer_trajectories(layer: nn.RNNBase, x: Tensor, index: int = 0):
-    """``(cell weights, input (T, I), states (T+1, S))`` of layer ``index`` of a stack driven
-    by ``x`` (the input of layer 0)."""
-    for k in range(index + 1):
-        cw = cell_weights(layer, k)
-        states = trajectory(cw, x)
-        if k < index:
-            x = cw.h(states[1:])
-    return cw, x.to(torch.float64), states
-
-
-# ------------------------------------------------------------------------------ Jacobians
-def _jacobian_chunks(
-    cw: CellWeights, x: Tensor, states: Tensor, chunk: int | None = None
-) -> Iterator[tuple[int, Tensor]]:
-    """``(t0, J[t0:t1])`` from the last chunk to the first (J_t for steps t0+1..t1).
-
-    All rows of every J_t from one reverse-mode pass (``torch.func.vjp``): the step is applied
-    to S copies of the states (steps and copies are independent), and copy i gets the
-    cotangent e_i, so its gradient is row i, ``e_i^T J_t``. ``chunk``: steps per pass
-    (default: about 2^26 intermediate values)."""
-    T, S = len(x), cw.state_size
-    if chunk is None:
-        chunk = max(1, min(T, 2**26 // (S * cw.w_hh.shape[0])))
-    for t1 in range(T, 0, -chunk):
-        t0 = max(0, t1 - chunk)
-        n = t1 - t0
-        xs = x[t0:t1].expand(S, n, x.shape[1])
-        prev = states[t0:t1].expand(S, n, S)
-        _, vjp = torch.func.vjp(lambda s, xs=xs: cw.step(xs, s), prev)
-        basis = torch.eye(S, dtype=prev.dtype).unsqueeze(1).expand(S, n, S)
-        (rows,) = vjp(basis)  # rows[i, t] = e_i^T J_t
-        yield t0, rows.permute(1, 0, 2).detach()
-
-
-def step_jacobians(cw: CellWeights, x: Tensor, states: Tensor, chunk: int | None = None) -> Tensor:
-    """``J_t = d s_t / d s_{t-1}`` for t = 1..T as (T, S, S), by ``torch.func`` (reverse
-    mode through the reference cell, weights held constant)."""
-    parts = dict(_jacobian_chunks(cw, x, states, chunk))
-    return torch.cat([parts[t0] for t0 in sorted(parts)])
-
-
-def product_log_norms(jacobians: Iterable[Tensor]) -> Tensor:
-    """``log10 ||J_T J_{T-1} ... J_{T-k+1}||_2`` for k = 1..K, given the Jacobians in
-    reverse time order (J_T first). Renormalized every step: no overflow; -inf once zero."""
-    out: list[float] = []
-    p, log = None, 0.0
-    for j in jacobians:
-        p = j if p is None else p @ j
-        n = float(torch.linalg.matrix_norm(p, ord=2)) if math.isfinite(log) else 0.0
-        log = log + math.log10(n) if n > 0 else -math.inf
-        out.append(log)
-        if n > 0:
-            p = p / n
-    return torch.tensor(out, dtype=torch.float64)
-
-
-# ------------------------------------------------------------------------------ gates
-def gate_preactivations(cw: CellWeights, x: Tensor, states: Tensor) -> dict[str, Tensor]:
-    """Pre-activations (T, H) of every gate, in the equations of :mod:`qrnn.cells`: RNN ``a``;
-    GRU ``r, z`` and ``n = x_n + r * h_n``; LSTM ``i, f, g, o``."""
-
-    from .cells import _pre  # the cells' own affine maps, layer-norm gains included
-
-    h = cw.h(states[:-1])
-    gx, gh = _pre(x, h, cw.w_ih, cw.w_hh, cw.b_ih, cw.b_hh, cw.gains)
-    names = list(GATES[cw.mode])
-    if cw.mode == "GRU":
-        (xr, xz, xn), (hr, hz, hn) = gx.chunk(3, -1), gh.chunk(3, -1)
-        return {"r": xr + hr, "z": xz + hz, "n": xn + torch.sigmoid(xr + hr) * hn}
-    return dict(zip(names, (gx + gh).chunk(len(names), -1), strict=True))
-
-
-def saturated(a: Tensor, kind: str, tol: float = 0.01) -> Tensor:
-    """Whether ``f'(a) / max f' < tol``: tanh ``1 - tanh^2``, sigmoid ``4 σ (1 - σ)``,
-    relu ``a <= 0``."""
-    if kind == "tanh":
-        return 1 - torch.tanh(a) ** 2 < tol
-    if kind == "sigmoid":
-        s = torch.sigmoid(a)
-        return 4 * s * (1 - s) < tol
-    if kind == "relu":
-        return a <= 0
-    raise ValueError(f"unknown nonlinearity {kind!r}")
-
-
-# ------------------------------------------------------------------------------ noise
-@torch.no_grad()
-def rounding_moments(
-    q: Quantizer,
-    w: Tensor,
-    stochastic: bool,
-    fan_in: int | None = None,
-    fan_out: int | None = None,
-) -> tuple[Tensor, Tensor]:
-    """Per-weight mean and variance of ``W_q`` (float64). Deterministic: ``(q(w), 0)``.
-
-    Stochastic (clip(·) is the method's range; bias = mean - w, zero inside the range):
-
-    * binary: mean ``clip(w, -H, H)``, var ``H^2 - mean^2`` (``H^2 - w^2``);
-    * ternary: p = clip(|w|/W0, 0, 1): mean ``W0 sign(w) p``, var ``W0^2 p(1-p)``
-      (``W0|w| - w^2``);
-    * pow2-ternary, grid step s: x = clip(w); lo = s floor(x/s): mean ``x``,
-      var ``(x - lo)(lo + s - x)``;
-    * exponential: a = |w|, k = floor(log2 a), p = a/2^k - 1, exponents k, k+1 clipped to
-      [min_exp, max_exp] (e_lo, e_hi): mean ``sign(w)(2^e_lo (1-p) + 2^e_hi p)``, var
-      ``(2^e_hi - 2^e_lo)^2 p(1-p)`` (``(|w| - 2^k)(2^(k+1) - |w|)``); w = 0 gives
-      ``-2^min_exp`` exactly.
-    """
-    w = w.detach().to(torch.float64)
-    if q.name == "float" or not stochastic:
-        return q(w, False, fan_in=fan_in, fan_out=fan_out).detach(), torch.zeros_like(w)
-    if q.name == "binary":
-        h = q.scale(w, fan_in, fan_out)
-        mean = w.clamp(-h, h)
-        return mean, h**2 - mean**2
-    if q.name == "ternary":
-        w0 = q.scale(w, fan_in, fan_out)
-        p = (w.abs() / w0).clamp(0, 1)
-        return w0 * torch.sign(w) * p, w0**2 * p * (1 - p)
-    if q.name == "pow2-ternary":
-        s = 2.0 ** -q.options["fractional_bits"]
-        x = w.clamp(-q.clip_bound(w), q.clip_bound(w))
-        lo = torch.floor(x / s) * s
-        return x, (x - lo) * (lo + s - x)
-    lo_e, hi_e = q.options["min_exp"], q.options["max_exp"]
-    a = w.abs()
-    zero = a == 0
-    k = torch.floor(torch.log2(torch.where(zero, 1.0, a)))
-    p = a / torch.exp2(k) - 1
-    v_lo, v_hi = torch.exp2(k.clamp(lo_e, hi_e)), torch.exp2((k + 1).clamp(lo_e, hi_e))
-    sign = torch.where(w > 0, 1.0, -1.0).to(w.dtype)
-    mean = torch.where(zero, -(2.0**lo_e), sign * (v_lo * (1 - p) + v_hi * p))
-    var = torch.where(zero, 0.0, (v_hi - v_lo) ** 2 * p * (1 - p))
-    return mean, var
-
-
-_NOISE_COLUMNS = [
-    "t",
-    "matrix",
-    "measured_var",
-    "predicted_var",
-    "measured_bias_sq",
-    "predicted_bias_sq",
-]
-
-
-@torch.no_grad()
-def preactivation_noise(
-    layer: nn.RNNBase,
-    x: Tensor,
-    states: Tensor,
-    index: int = 0,
-    stochastic: bool = True,
-    n_draws: int = 200,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Noise ``e = (W_q - W) v`` in the pre-activations at every step, per source (``ih``:
-    ``v = x_t``; ``hh``: ``v = h_{t-1}``; ``bias``: both biases; ``total``: their sum),
-    averaged over the G gate units: measured over ``n_draws`` draws of ``W_q`` (variance,
-    squared mean) against the formula (``Σ_j Var(W_q,ij) v_j^2``, ``(Σ_j bias_ij v_j)^2``).
-
-    Deterministic methods draw once: variance 0, bias exact. Weight-normalized layers: NaN.
-    """
-    T = len(x)
-    if getattr(layer, "weight_norm", False):
-        nan = float("nan")
-        rows = [(t, m, nan, nan, nan, nan) for t in range(1, T + 1) for m in _SOURCES]
-        return pd.DataFrame(rows, columns=_NOISE_COLUMNS)
-    q = getattr(layer, "quantizer", quantizer("float"))
-    stochastic = stochastic and q.name != "float"
-    h_prev = states[:-1, : layer.hidden_size]
-    vs = {"ih": x.T, "hh": h_prev.T, "bias": x.new_ones(1, T)}
-    params = {}  # name -> (source, shadow, fans)
-    for name in (f"{k}_l{index}" for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")):
-        if not hasattr(layer, name):
-            continue
-        src = "bias" if name.startswith("bias") else name.split("_")[1]
-        quantized = getattr(layer, "is_quantized", lambda n: False)(name)
-        fans = layer.param_fans(name) if quantized else (None, None)
-        params[name] = (src, getattr(layer, name).detach().to(torch.float64), fans, quantized)
-
-    def apply(src, d):  # (G,) or (G, J) deviation -> (G, T)
-        return d.unsqueeze(1).expand(-1, T) if d.dim() == 1 else d @ vs[src]
-
-    pred_var, pred_bias = {}, {}
-    for src, w, fans, quantized in params.values():
-        mean, var = rounding_moments(q if quantized else quantizer("float"), w, stochastic, *fans)
-        sq = {"ih": x.T**2, "hh": h_prev.T**2, "bias": vs["bias"]}[src]
-        pv = var.unsqueeze(1).expand(-1, T) if var.dim() == 1 else var @ sq
-        pred_var[src] = pred_var.get(src, 0) + pv
-        pred_bias[src] = pred_bias.get(src, 0) + apply(src, mean - w)
-    gen = torch.Generator().manual_seed(seed)
-    draws = n_draws if stochastic else 1
-    s1: dict[str, Tensor] = {}
-    s2: dict[str, Tensor] = {}
-    for _ in range(draws):
-        e: dict[str, Tensor] = {}
-        for src, w, fans, quantized in params.values():
-            wq = q(w, stochastic, gen, fan_in=fans[0], fan_out=fans[1]) if quantized else w
-            e[src] = e.get(src, 0) + apply(src, wq.detach() - w)
-        e["total"] = sum(e.values())
-        for k, v in e.items():
-            s1[k], s2[k] = s1.get(k, 0) + v, s2.get(k, 0) + v**2
-    pred_var["total"] = sum(pred_var.values())
-    pred_bias["total"] = sum(pred_bias.values())
-    rows = []
-    for src in _SOURCES:
-        if src not in s1:
-            continue
-        m1 = s1[src] / draws
-        mv = (s2[src] - draws * m1**2) / (draws - 1) if draws > 1 else torch.zeros_like(m1)
-        cols = [mv.mean(0), pred_var[src].mean(0), (m1**2).mean(0), (pred_bias[src] ** 2).mean(0)]
-        for t in range(T):
-            rows.append((t + 1, src, *(float(c[t]) for c in cols)))
-    return pd.DataFrame(rows, columns=_NOISE_COLUMNS)
-
-
-_SOURCES = ("ih", "hh", "bias", "total")
 
 
 # ------------------------------------------------------------------------------ weights

@@ -1,5 +1,9 @@
 """Reference recurrent cells in plain PyTorch: one time step, one line per equation.
 
+The cells of Ott et al. 2016, *Recurrent Neural Networks With Limited Numerical Precision*,
+https://arxiv.org/abs/1608.06902, written as ``book/cells.md`` writes them: each equation sits
+as a comment above the line that computes it (``W``, ``b``: the quantized copies ``W_q = q(W)``).
+
 These are the test oracle for the fused layers and the functions differentiated by the Jacobian
 analyses (``torch.func`` cannot differentiate twice through cuDNN or the fused CPU op). The
 equations and gate order are those of ``torch.nn``; ``W_q`` are whatever matrices are passed in
@@ -17,7 +21,16 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-__all__ = ["block_layer_norm", "gru_cell", "lstm_cell", "reference_forward", "rnn_cell"]
+__all__ = [
+    "block_layer_norm",
+    "gru_cell",
+    "gru_update",
+    "lstm_cell",
+    "lstm_update",
+    "reference_forward",
+    "rnn_cell",
+    "rnn_update",
+]
 
 LN_EPS = 1e-5
 
@@ -42,48 +55,85 @@ def _pre(x, h, w_ih, w_hh, b_ih, b_hh, gains):
     return _affine(x, w_ih, b_ih, g_ih), _affine(h, w_hh, b_hh, g_hh)
 
 
-def rnn_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", gains=None) -> Tensor:
-    """Elman RNN: h' = f(W_ih x + b_ih + W_hh h + b_hh), f = tanh or relu."""
-    xa, ha = _pre(x, h, w_ih, w_hh, b_ih, b_hh, gains)
-    a = xa + ha  # pre-activation a_t
+def rnn_update(a: Tensor, nonlinearity: str = "tanh") -> Tensor:
+    """The Elman RNN's new state from its pre-activation ``a_t`` (B, H)."""
+    # h_t = tanh(a_t)  (or relu(a_t))
     return torch.tanh(a) if nonlinearity == "tanh" else torch.relu(a)
 
 
-def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, gains=None) -> Tensor:
-    """GRU (torch.nn convention; Lasagne writes u = 1 - z)."""
-    xa, ha = _pre(x, h, w_ih, w_hh, b_ih, b_hh, gains)
-    xr, xz, xn = xa.chunk(3, dim=-1)
+def gru_update(xa: Tensor, ha: Tensor, h: Tensor) -> Tensor:
+    """The GRU's new state from ``W_ih x_t + b_ih`` and ``W_hh h_(t-1) + b_hh`` (B, 3H each)."""
+    xr, xz, xn = xa.chunk(3, dim=-1)  # (B, H) each
     hr, hz, hn = ha.chunk(3, dim=-1)
-    r = torch.sigmoid(xr + hr)  # reset gate
-    z = torch.sigmoid(xz + hz)  # update gate
-    n = torch.tanh(xn + r * hn)  # candidate state
-    return (1 - z) * n + z * h  # h'
+    # r_t = σ(W_ir x_t + b_ir + W_hr h_(t-1) + b_hr)  (reset gate)
+    r = torch.sigmoid(xr + hr)
+    # z_t = σ(W_iz x_t + b_iz + W_hz h_(t-1) + b_hz)  (update gate)
+    z = torch.sigmoid(xz + hz)
+    # n_t = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_(t-1) + b_hn))  (candidate state)
+    n = torch.tanh(xn + r * hn)
+    # h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_(t-1)
+    return (1 - z) * n + z * h
+
+
+def lstm_update(a: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """The LSTM's new (h, c) from its pre-activations ``a_t`` (B, 4H) and ``c_(t-1)``."""
+    gi, gf, gg, go = a.chunk(4, dim=-1)  # (B, H) each
+    # i_t = σ(W_ii x_t + b_ii + W_hi h_(t-1) + b_hi)  (input gate)
+    i = torch.sigmoid(gi)
+    # f_t = σ(W_if x_t + b_if + W_hf h_(t-1) + b_hf)  (forget gate)
+    f = torch.sigmoid(gf)
+    # g_t = tanh(W_ig x_t + b_ig + W_hg h_(t-1) + b_hg)  (cell candidate)
+    g = torch.tanh(gg)
+    # o_t = σ(W_io x_t + b_io + W_ho h_(t-1) + b_ho)  (output gate)
+    o = torch.sigmoid(go)
+    # c_t = f_t ⊙ c_(t-1) + i_t ⊙ g_t
+    c = f * c + i * g
+    # h_t = o_t ⊙ tanh(c_t)
+    return o * torch.tanh(c), c
+
+
+def rnn_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", gains=None) -> Tensor:
+    """Elman RNN: h' = f(W_ih x + b_ih + W_hh h + b_hh), f = tanh or relu."""
+    # W_ih x_t + b_ih,  W_hh h_(t-1) + b_hh  (each (B, H); layer-normalized first with gains)
+    xa, ha = _pre(x, h, w_ih, w_hh, b_ih, b_hh, gains)
+    # a_t = W_ih x_t + b_ih + W_hh h_(t-1) + b_hh
+    return rnn_update(xa + ha, nonlinearity)
+
+
+def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, gains=None) -> Tensor:
+    """GRU (torch.nn convention, gate order r, z, n; Lasagne writes u = 1 - z)."""
+    # W_ih x_t + b_ih,  W_hh h_(t-1) + b_hh  (each (B, 3H); layer-normalized first with gains)
+    xa, ha = _pre(x, h, w_ih, w_hh, b_ih, b_hh, gains)
+    return gru_update(xa, ha, h)
 
 
 def lstm_cell(x, state, w_ih, w_hh, b_ih=None, b_hh=None, gains=None) -> tuple[Tensor, Tensor]:
     """LSTM (gate order i, f, g, o): returns (h', c')."""
     h, c = state
+    # W_ih x_t + b_ih,  W_hh h_(t-1) + b_hh  (each (B, 4H); layer-normalized first with gains)
     xa, ha = _pre(x, h, w_ih, w_hh, b_ih, b_hh, gains)
-    gi, gf, gg, go = (xa + ha).chunk(4, dim=-1)
-    i = torch.sigmoid(gi)  # input gate
-    f = torch.sigmoid(gf)  # forget gate
-    g = torch.tanh(gg)  # cell candidate
-    o = torch.sigmoid(go)  # output gate
-    c = f * c + i * g  # c'
-    return o * torch.tanh(c), c  # h', c'
+    # a_t = W_ih x_t + b_ih + W_hh h_(t-1) + b_hh
+    return lstm_update(xa + ha, c)
 
 
-def reference_forward(layer: nn.RNNBase, input, hx=None, weights=None, gains=None):
+def reference_forward(
+    layer: nn.RNNBase, input, hx=None, weights=None, gains=None, *, pre=None, dropout=True
+):
     """Run ``layer`` (a ``torch.nn`` or ``qrnn`` recurrent layer) with a Python time loop over
     the reference cells. Same inputs and outputs as the layer, packed sequences included;
-    dropout between stacked layers in training mode as in ``torch.nn``.
+    dropout between stacked layers in training mode as in ``torch.nn`` (``dropout=False``: none).
 
     ``weights``: ``{name: tensor}``; default: the layer's deterministic quantized weights
     (``layer.quantized_parameters(False)`` for qrnn layers, the parameters otherwise).
     ``gains``: ``{suffix: (g_ih, g_hh)}`` (suffix ``_l0``, ``_l0_reverse``, ...) to layer-normalize
     the pre-activations; default: the layer's own (``layer.layer_norm_gains()``) if it has them.
+    ``pre(x_t, h, suffix) -> (xa, ha)``: computes the pre-activations ``W_ih x_t + b_ih`` and
+    ``W_hh h + b_hh`` instead of the cells' affine maps (the integer path of
+    ``qrnn.hardware``); ``ha`` None means ``xa`` is already their sum (RNN, LSTM).
     """
-    if weights is None:
+    if pre is not None:
+        weights = {}
+    elif weights is None:
         if hasattr(layer, "quantized_parameters"):
             weights = layer.quantized_parameters(False)
         else:
@@ -111,6 +161,12 @@ def reference_forward(layer: nn.RNNBase, input, hx=None, weights=None, gains=Non
     h0, c0 = hx if lstm else (hx, None)
 
     def step(xt, state, sfx):
+        if pre is not None:  # the caller's pre-activations, the cells' updates
+            xa, ha = pre(xt, state[0] if lstm else state, sfx)
+            if layer.mode == "GRU":
+                return gru_update(xa, ha, state)
+            a = xa if ha is None else xa + ha
+            return lstm_update(a, state[1]) if lstm else rnn_update(a, layer.nonlinearity)
         w = [weights.get(f"{k}{sfx}") for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
         g = None if gains is None else gains[sfx]
         if lstm:
@@ -121,7 +177,7 @@ def reference_forward(layer: nn.RNNBase, input, hx=None, weights=None, gains=Non
 
     h_n, c_n = [], []
     for k in range(layer.num_layers):
-        if k and layer.dropout and layer.training:
+        if k and dropout and layer.dropout and layer.training:
             x = nn.functional.dropout(x, layer.dropout, training=True)
         outs = []
         for d in range(dirs):

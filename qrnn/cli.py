@@ -5,6 +5,9 @@ a user can cause later (missing data, an unwritable results folder, a corrupt re
 packed file, a run claimed by another runner) end in one line ``qrnn: error: ...`` and exit
 status 2; ``--debug`` (or ``QRNN_DEBUG=1``) shows the traceback instead. Other exceptions
 are bugs and keep their traceback.
+
+Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
+Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from .quantizers import OPTIONS_HELP, SCHEMES, quantizer
+from .runs import find_run, packed_summary, run_note, summary
 
 # allowed values of the RunConfig fields that take a fixed set (argparse choices)
 CHOICES = {
@@ -143,81 +147,6 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0 if rec["status"] in ("completed", "diverged") else 1
 
 
-def find_run(run: str, results: str | Path = "results") -> Path:
-    """A run folder from a path, a run id, or a unique prefix of one under ``results``."""
-    p = Path(run)
-    if (p / "run.json").is_file() or p.name == "run.json":
-        return p if p.is_dir() else p.parent
-    if p.is_absolute() or p.exists():
-        raise FileNotFoundError(f"no run record in {p}")
-    root = Path(results)
-    hits = (
-        sorted(d for d in root.glob(f"{run}*") if (d / "run.json").is_file())
-        if root.is_dir()
-        else []
-    )
-    if len(hits) == 1:
-        return hits[0]
-    if not hits:
-        raise FileNotFoundError(
-            f"no run {run!r}: not a run folder, and no run id under {root}/ starts with it"
-        )
-    names = ", ".join(h.name for h in hits[:5])
-    raise ValueError(
-        f"run {run!r} is ambiguous under {root}/: {names}{' ...' if len(hits) > 5 else ''}"
-    )
-
-
-def summary(rec: dict) -> str:
-    """Human-readable summary of a run record."""
-    from .train import RunConfig
-
-    name = rec["metric"]["name"]
-    defaults = RunConfig().resolved()
-    changed = {k: v for k, v in rec["config"].items() if defaults.get(k) != v}
-    lines = [
-        f"run      {rec['run_id']}",
-        f"status   {rec['status']}"
-        + (f" ({rec['diverged']['reason']})" if rec["diverged"] else "")
-        + (f" ({rec['error']})" if rec["error"] else ""),
-        f"config   {json.dumps(changed)} (others default)",
-        f"model    {rec['model']['parameters']:,} parameters, "
-        f"{rec['model']['storage_bits'] / 8 / 1024:.1f} KiB quantized vs "
-        f"{rec['model']['fp32_bits'] / 8 / 1024:.1f} KiB fp32",
-        f"env      torch {rec['environment']['torch']} on {rec['environment']['device']}, "
-        f"{rec['environment']['threads']} threads, commit "
-        f"{(rec['environment']['git']['commit'] or '?')[:10]}"
-        + (" (dirty)" if rec["environment"]["git"]["dirty"] else ""),
-        f"epoch  train {name:>10}  valid {name:>10}  {'wall s':>8}",
-    ]
-    for e in rec["epochs"]:
-        star = "*" if e["epoch"] == rec["best_epoch"] else " "
-        tr, va = e["train_metric"], e["valid_metric"]
-        lines.append(f"{e['epoch']:4d}{star} {tr:16.4f} {va:16.4f} {e['wall_s']:9.1f}")
-    if rec["test"]:
-        lines.append(
-            f"test {name} {rec['test']['metric']:.4f} (best epoch {rec['best_epoch']}), "
-            f"{rec['wall_time_s']:.0f} s training"
-        )
-    return "\n".join(lines)
-
-
-def packed_summary(meta: dict) -> str:
-    """Human-readable summary of a packed file's metadata."""
-    src = meta.get("source") or {}
-    arch = meta["architecture"]
-    methods = ", ".join(f"{m['scheme']} ({m['bits']} bits)" for m in meta["methods"]) or "none"
-    test = src.get("test") or {}
-    return "\n".join([
-        f"packed   {meta['format']} version {meta['version']} (written by qrnn {meta['qrnn']})",
-        f"run      {src.get('run_id', '?')}",
-        f"model    {arch['family']} {json.dumps(arch['kwargs'])}",
-        f"methods  {methods}",
-        f"tensors  {len(meta['tensors'])}"
-        + (f"; test {test['metric']:.4f}" if "metric" in test else ""),
-    ])  # fmt: skip
-
-
 def _show(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .records import load_record
 
@@ -235,6 +164,74 @@ def _show(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     rec = load_record(run)  # a corrupt record: one line
     print(json.dumps(rec, indent=1) if args.json else summary(rec))
     return 0
+
+
+def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import time
+
+    import torch
+
+    from .export import PackedFormatError, read_packed
+    from .runs import export_run
+
+    p = Path(args.run)
+    if (p.is_absolute() or len(p.parts) > 1) and not p.is_dir():
+        parser.error(f"no run {args.run!r}: no such run folder")
+    try:
+        run = find_run(args.run, args.results)
+    except (FileNotFoundError, ValueError, NotImplementedError) as e:
+        parser.error(str(e))
+    if not (run / "model.pt").is_file():
+        if not (run / "model.npz").is_file():
+            parser.error(
+                f"{run} has neither model.pt nor the packed model.npz (the run did not finish "
+                "an epoch)"
+            )
+        try:  # a committed run keeps the packed file only: export it again from there
+            read_packed(run / "model.npz")
+        except (PackedFormatError, ValueError) as e:
+            parser.error(f"{e}; restore the file from the repository")
+    else:
+        try:
+            torch.load(run / "model.pt", map_location="cpu", weights_only=True)
+        except Exception as e:  # a truncated or overwritten file: torch raises several types
+            why = " ".join(str(e).split())[:200]
+            parser.error(
+                f"{run / 'model.pt'} is corrupt or truncated ({type(e).__name__}: {why}); "
+                "train the run again (qrnn train ... --force) or restore the file"
+            )
+    t0 = time.perf_counter()
+    try:
+        rep = export_run(run, args.out)
+    except (FileNotFoundError, ValueError, TypeError) as e:
+        parser.error(str(e))
+    print(
+        f"wrote {args.out}: {rep['file_bytes']:,} bytes, {rep['ratio']:.1f}x smaller than the "
+        f"fp32 state_dict ({rep['fp32_bytes']:,} bytes); quantized tensors "
+        + (
+            f"{rep['quantized_ratio']:.1f}x ({rep['quantized_fraction']:.0%} of the fp32 bytes)"
+            if rep["quantized_ratio"]
+            else "none"
+        )
+        + f"; {time.perf_counter() - t0:.2f} s"
+    )
+    return 0
+
+
+def _add_export(subparsers) -> None:
+    """Register ``qrnn export RUN --out FILE`` on the ``qrnn`` subparsers."""
+    from .export import FORMAT, VERSION
+
+    sp = subparsers.add_parser(
+        "export",
+        help="pack a run's quantized model into a qrnn.packed file",
+        description="Write the best-validation model of RUN with its quantized tensors packed "
+        f"at their bit width ({FORMAT} version {VERSION}, an uncompressed .npz).",
+    )
+    sp.add_argument("run", help="run folder, run id, or a unique prefix of one")
+    sp.add_argument("--out", required=True, metavar="FILE", help="packed file to write")
+    sp.add_argument("--results", default="results", help="where run ids are looked up")
+    sp.set_defaults(func=_export, subparser=sp)
 
 
 def _study(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -266,7 +263,7 @@ def _study(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 print(f"  {name:11s} {len(ids)}")
                 if args.verbose and name in ("running", "interrupted", "failed", "diverged"):
                     for rid in ids:
-                        print(f"      {rid}{_run_note(name, folder / rid)}")
+                        print(f"      {rid}{run_note(name, folder / rid)}")
             return 0
         if args.study_command == "ptq":
             made = study.post_training(args.profile, args.results, data_root=args.data)
@@ -303,16 +300,33 @@ def study_profiles() -> tuple[str, ...]:
     return PROFILES
 
 
-def _run_note(status: str, run_dir: Path) -> str:
-    """Who trains a running run; the first line of a failed run's error."""
-    from . import runlock
+def noise_parser(description: str | None = None) -> argparse.ArgumentParser:
+    """The flags of ``python -m qrnn.noise`` (:func:`qrnn.noise.main`)."""
+    from .noisetime import MODES
 
-    if status == "running":
-        info = runlock.read(run_dir)
-        return f"  ({runlock.describe(info)})" if info else ""
-    if status == "failed" and (run_dir / "error.txt").is_file():
-        return "  " + (run_dir / "error.txt").read_text(errors="replace").partition("\n")[0]
-    return ""
+    p = argparse.ArgumentParser(prog="python -m qrnn.noise", description=description)
+    p.add_argument("--task", default="ptb-char")
+    p.add_argument("--cell", default="lstm")
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--draws", type=int, default=32)
+    p.add_argument("--seq-len", type=int, default=100)
+    p.add_argument("--methods", nargs="+", default=None, help="labels of analysis.METHODS")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--source", default="init", help="'init' or a results folder / profile")
+    p.add_argument("--modes", nargs="+", default=list(MODES))
+    p.add_argument("--jacobian-modes", nargs="*", default=["fixed"])
+    p.add_argument("--out", default=None)
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a RunConfig field of the models (init: built with it; trained: runs must have it), "
+        "e.g. --set embed=32 --set init=glorot; VALUE is read as JSON, else as a string",
+    )
+    return p
 
 
 def _add_debug(p: argparse.ArgumentParser) -> None:
@@ -346,9 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--results", default="results", help="where run ids are looked up")
     sh.add_argument("--json", action="store_true", help="print the whole record")
     sh.set_defaults(func=_show, subparser=sh)
-    from .export import add_cli
-
-    add_cli(sub)  # qrnn export RUN --out FILE
+    _add_export(sub)  # qrnn export RUN --out FILE
 
     st = sub.add_parser("study", help="run, watch and summarize the study grid")
     stsub = st.add_subparsers(dest="study_command", required=True, metavar="STUDY_COMMAND")

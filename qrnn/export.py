@@ -1,9 +1,9 @@
 """Packed export of quantized models: integer codes at their true bit width.
 
-``pack_model(model, path)`` / ``export_run(run_dir, path)`` write a file; ``load_packed(path)``
-rebuilds the model (evaluation mode) whose outputs equal those of the trained model in
-evaluation mode. ``post_training_quantize(model, scheme, **options)`` quantizes a trained float
-model without retraining. ``add_cli(subparsers)`` registers ``qrnn export RUN --out FILE``.
+``pack_model(model, path)`` writes a file (:func:`qrnn.runs.export_run` packs a run's model);
+``load_packed(path)`` rebuilds the model (evaluation mode) whose outputs equal those of the
+trained model in evaluation mode. ``post_training_quantize(model, scheme, **options)``
+quantizes a trained float model without retraining.
 
 File format ``qrnn.packed``, version 1
 ======================================
@@ -31,26 +31,16 @@ result of the exported run, or null), ``blobs`` (``{member: {"nbytes", "sha256"}
 and for coded tensors ``method`` (index into ``methods``), ``nbytes`` and ``scale`` (H or W0
 as the exact float32 value; 1.0 for pow2-ternary and exponential).
 
-Bit packing: code ``i`` of a tensor (row-major order) occupies bits ``[i*b, (i+1)*b)`` of the
-tensor's byte string, least significant bit first; stream bit ``j`` is bit ``j % 8`` of byte
-``j // 8`` (numpy ``bitorder="little"``). Codes of ``b`` bits decode to float32 as follows:
-
-================  ======  ==========================================================================
-scheme            bits    code -> value
-================  ======  ==========================================================================
-binary            1       ``0 -> +s``, ``1 -> -s`` (the bit is the sign)
-ternary           2       two's-complement ``n`` in {-1, 0, 1}: ``n * s`` (code ``0b10``: invalid)
-pow2-ternary      m+f+1   two's-complement ``n``, ``|n| <= N``: ``n * 2^-f``; N = 2^(m+f) - 1 with
-                  (+1)    ``clip="grid"``, 2^(m+f) and one more bit with ``clip="paper"``
-exponential       1+E     top bit sign (1 = negative), low E bits ``u``: ``±2^(min_exp + u)``,
-                          ``u <= max_exp - min_exp``; E = ceil(log2(max_exp - min_exp + 1))
-================  ======  ==========================================================================
+Bit packing and the codes of each scheme: :mod:`qrnn.codes`.
 
 Every decoded value equals the quantizer's float32 output exactly (the writer checks it), and
 the quantizers are idempotent on their own levels, so the rebuilt model (shadow weights = W_q)
 computes the same outputs. pow2-ternary's ``-0.0`` is stored as ``+0.0`` (equal values).
 Readers reject other formats, other versions, bad CRCs or checksums, truncated files, invalid
 codes, and tensors that do not fit the architecture, with :class:`PackedFormatError`.
+
+Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
+Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 """
 
 from __future__ import annotations
@@ -60,7 +50,6 @@ import hashlib
 import io
 import json
 import math
-import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -69,8 +58,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._version import __version__
+from .atomic import atomic_write_bytes
+from .codes import PackedFormatError as PackedFormatError
+from .codes import _code_layout
+from .codes import decode_codes as decode_codes
+from .codes import encode_codes as encode_codes
+from .codes import pack_bits as pack_bits
+from .codes import unpack_bits as unpack_bits
 from .layers import QuantRNNBase, _QuantIO
-from .models import CELLS, DigitClassifier, LanguageModel
+from .models import FAMILIES, DigitClassifier, LanguageModel, io_quantized
 from .quantizers import Quantizer, quantizer
 
 FORMAT = "qrnn.packed"
@@ -81,11 +78,9 @@ __all__ = [
     "VERSION",
     "ArchitectureMismatch",
     "PackedFormatError",
-    "add_cli",
     "architecture",
     "decode_codes",
     "encode_codes",
-    "export_run",
     "load_packed",
     "pack_bits",
     "pack_model",
@@ -97,174 +92,37 @@ __all__ = [
 ]
 
 
-class PackedFormatError(ValueError):
-    """The file is not a readable ``qrnn.packed`` file of a supported version."""
-
-
 class ArchitectureMismatch(PackedFormatError):
     """The file's tensors do not fit the model they are loaded into."""
 
 
-# ---------------------------------------------------------------------------------- bit packing
-def pack_bits(codes: np.ndarray, bits: int) -> np.ndarray:
-    """Pack non-negative integer ``codes`` (< 2^bits) into uint8, LSB first (see module doc)."""
-    c = np.asarray(codes, dtype=np.uint64).ravel()
-    if bits == 8:
-        return c.astype(np.uint8)
-    planes = ((c[:, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
-    return np.packbits(planes.ravel(), bitorder="little")
-
-
-def unpack_bits(data: np.ndarray, bits: int, count: int) -> np.ndarray:
-    """Inverse of :func:`pack_bits`: ``count`` codes of ``bits`` bits as int64."""
-    if bits == 8:
-        return data[:count].astype(np.int64)
-    planes = np.unpackbits(data, count=count * bits, bitorder="little").reshape(count, bits)
-    return planes.astype(np.int64) @ (np.int64(1) << np.arange(bits, dtype=np.int64))
-
-
-# ---------------------------------------------------------------------------------- codes
-def _code_layout(scheme: str, options: dict) -> tuple[int, int]:
-    """(bits, N): bits per code and, for the integer grids, the largest |n|."""
-    if scheme == "binary":
-        return 1, 1
-    if scheme == "ternary":
-        return 2, 1
-    if scheme == "pow2-ternary":
-        m, f = options["integer_bits"], options["fractional_bits"]
-        n = 2 ** (m + f) - (1 if options["clip"] == "grid" else 0)
-        return max(1, math.ceil(math.log2(2 * n + 1))), n
-    if scheme == "exponential":
-        n_exp = options["max_exp"] - options["min_exp"] + 1
-        return 1 + max(1, math.ceil(math.log2(n_exp))), n_exp
-    raise ValueError(f"scheme {scheme!r} has no integer codes")
-
-
-def _bad_codes(msg: str) -> PackedFormatError:
-    return PackedFormatError(f"invalid codes ({msg}); the file is corrupted")
-
-
-def decode_codes(codes: np.ndarray, scheme: str, options: dict, scale: float) -> np.ndarray:
-    """float32 values of integer ``codes`` (see the table in the module docstring)."""
-    bits, n_max = _code_layout(scheme, options)
-    codes = np.asarray(codes, dtype=np.int64)
-    if codes.size and (codes.min() < 0 or codes.max() >= 2**bits):
-        raise _bad_codes(f"outside 0..{2**bits - 1}")
-    s = np.float32(scale)
-    if scheme == "binary":
-        return np.where(codes == 1, -s, s).astype(np.float32)
-    if scheme == "exponential":
-        ebits = bits - 1
-        u = codes & ((1 << ebits) - 1)
-        if codes.size and u.max() >= n_max:
-            raise _bad_codes(f"exponent index {int(u.max())} beyond {n_max - 1}")
-        mag = np.ldexp(np.float32(1.0), (u + options["min_exp"]).astype(np.int32))
-        return np.where(codes >> ebits == 1, -mag, mag).astype(np.float32)
-    n = np.where(codes >= 2 ** (bits - 1), codes - 2**bits, codes)  # two's complement
-    if n.size and np.abs(n).max() > n_max:
-        raise _bad_codes(f"|n| = {int(np.abs(n).max())} beyond {n_max}")
-    step = s if scheme == "ternary" else np.float32(2.0 ** -options["fractional_bits"])
-    return (n.astype(np.float32) * step).astype(np.float32)
-
-
-def encode_codes(w_q: np.ndarray, scheme: str, options: dict, scale: float) -> np.ndarray:
-    """Integer codes of quantized float32 values ``w_q``; checks they decode to ``w_q``."""
-    w = np.asarray(w_q, dtype=np.float32)
-    bits, _ = _code_layout(scheme, options)
-    if scheme == "binary":
-        codes = (w < 0).astype(np.int64)
-    elif scheme == "exponential":
-        _, ex = np.frexp(np.abs(w))  # |w| = 0.5 * 2^ex exactly for powers of two
-        codes = ((w < 0).astype(np.int64) << (bits - 1)) | (
-            ex.astype(np.int64) - 1 - options["min_exp"]
-        ).clip(0, 2 ** (bits - 1) - 1)
-    else:
-        step = np.float32(scale) if scheme == "ternary" else 2.0 ** -options["fractional_bits"]
-        n = np.rint(w.astype(np.float64) / float(step)).astype(np.int64)
-        codes = n & (2**bits - 1)  # two's complement in `bits` bits
-    try:
-        back = decode_codes(codes, scheme, options, scale)
-    except PackedFormatError:
-        back = None
-    if back is None or not np.array_equal(back, w):
-        raise ValueError(
-            f"values are not on the {scheme} grid (options {options}, scale {scale}); "
-            "pass the quantizer's deterministic output"
-        )
-    return codes.reshape(w.shape)
-
-
 # ---------------------------------------------------------------------------------- the model
-def _cell_name(rnn: nn.RNNBase) -> str:
-    return {"LSTM": "lstm", "GRU": "gru"}.get(rnn.mode, "rnn")
-
-
-def _quant_kwargs(rnn: QuantRNNBase) -> dict:
-    kw = {
-        "scheme": rnn.scheme,
-        "stochastic": rnn.stochastic,
-        "quantizer_options": dict(rnn.quantizer.options),
-        "quantize_input": rnn.quantize_input,
-        "quantize_recurrent": rnn.quantize_recurrent,
-        "quantize_bias": rnn.quantize_bias,
-    }
-    for flag in ("weight_norm", "layer_norm"):  # written only when on (older files lack them)
-        if getattr(rnn, flag, False):
-            kw[flag] = True
-    return kw
-
-
-def _io_quantized(model: nn.Module) -> bool:
-    return any(isinstance(m, _QuantIO) and m.quantizer.name != "float" for m in model.modules())
-
-
 def architecture(model: nn.Module) -> dict:
-    """``{"family", "kwargs"}``: the constructor call that rebuilds ``model``'s structure."""
-    if isinstance(model, LanguageModel):
-        rnn = model.rnn
-        if _io_quantized(model) and model.out.quantizer != rnn.quantizer:
+    """``{"family", "kwargs"}``: the constructor call that rebuilds ``model``'s structure, the
+    model's own :attr:`config` (:mod:`qrnn.models`, :mod:`qrnn.layers`) without
+    ``weight_noise`` (training only; version 1 files do not hold it)."""
+    if isinstance(model, LanguageModel | DigitClassifier):
+        if io_quantized(model) and model.out.quantizer != model.rnn.quantizer:
             raise ValueError("the output layer and the recurrent layer use different methods")
-        kw = dict(vocab_size=model.vocab_size, cell=_cell_name(rnn), hidden=rnn.hidden_size,
-                  layers=rnn.num_layers, embed=model.embed_dim, dropout=model.drop.p,
-                  quantize_io=_io_quantized(model), **_quant_kwargs(rnn))  # fmt: skip
-        return {"family": "LanguageModel", "kwargs": kw}
-    if isinstance(model, DigitClassifier):
-        rnn = model.rnn
-        if _io_quantized(model) and model.out.quantizer != rnn.quantizer:
-            raise ValueError("the output layer and the recurrent layer use different methods")
-        kw = dict(n_features=rnn.input_size, n_classes=model.out.out_features,
-                  cell=_cell_name(rnn), hidden=rnn.hidden_size, layers=rnn.num_layers,
-                  bidirectional=rnn.bidirectional, dropout=rnn.dropout,
-                  input_norm="batch" if model.norm is not None else "none", pool=model.pool,
-                  quantize_io=_io_quantized(model), **_quant_kwargs(rnn))  # fmt: skip
-        return {"family": "DigitClassifier", "kwargs": kw}
-    if isinstance(model, QuantRNNBase):
-        kw = dict(input_size=model.input_size, hidden_size=model.hidden_size,
-                  num_layers=model.num_layers, bias=model.bias, batch_first=model.batch_first,
-                  dropout=model.dropout, bidirectional=model.bidirectional,
-                  **_quant_kwargs(model))  # fmt: skip
-        if model.mode.startswith("RNN"):
-            kw["nonlinearity"] = model.nonlinearity
-        return {"family": type(model).__name__, "kwargs": kw}
-    raise TypeError(
-        f"cannot export a {type(model).__name__}; expected LanguageModel, DigitClassifier or a "
-        "QuantRNN/QuantGRU/QuantLSTM layer"
-    )
+    elif not isinstance(model, QuantRNNBase):
+        raise TypeError(
+            f"cannot export a {type(model).__name__}; expected LanguageModel, DigitClassifier or "
+            "a QuantRNN/QuantGRU/QuantLSTM layer"
+        )
+    kw = {k: v for k, v in model.config.items() if k != "weight_noise"}
+    if "nonlinearity" in kw:  # written last, as version 1 files have it
+        kw["nonlinearity"] = kw.pop("nonlinearity")
+    return {"family": type(model).__name__, "kwargs": kw}
 
 
 def _build(arch: dict) -> nn.Module:
     fam, kw = arch.get("family"), dict(arch.get("kwargs") or {})
+    if fam not in FAMILIES:
+        raise PackedFormatError(f"unknown model family {fam!r} in the file")
     try:
-        if fam == "LanguageModel":
-            return LanguageModel(**kw)
-        if fam == "DigitClassifier":
-            return DigitClassifier(**kw)
-        layers = {c.__name__: c for c in CELLS.values()}
-        if fam in layers:
-            return layers[fam](kw.pop("input_size"), kw.pop("hidden_size"), **kw)
+        return FAMILIES[fam].from_config(kw)
     except (TypeError, ValueError, KeyError) as e:
         raise PackedFormatError(f"cannot build the stored architecture {fam!r}: {e}") from e
-    raise PackedFormatError(f"unknown model family {fam!r} in the file")
 
 
 def quantized_tensors(model: nn.Module) -> dict[str, tuple[Quantizer, torch.Tensor, float]]:
@@ -327,8 +185,6 @@ def _encode_model(model: nn.Module, source: dict | None) -> tuple[dict, dict[str
     arrays = {"codes": np.concatenate(code_parts) if code_parts else np.zeros(0, np.uint8)}
     for key, parts in raw_parts.items():
         arrays[key] = np.concatenate(parts)
-    from . import __version__
-
     meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -348,24 +204,12 @@ def _encode_model(model: nn.Module, source: dict | None) -> tuple[dict, dict[str
 def pack_model(model: nn.Module, path: str | Path, source: dict | None = None) -> dict:
     """Write ``model``'s deterministic quantized weights to ``path`` (atomic); return
     :func:`size_report`. ``source``: provenance stored as is (e.g. the run id and config)."""
-    from .records import atomic_write_bytes
-
     meta, arrays = _encode_model(model, source)
     blob = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode()
     buf = io.BytesIO()
     np.savez(buf, meta=np.frombuffer(blob, dtype=np.uint8), **arrays)
     atomic_write_bytes(path, buf.getvalue())
     return size_report(model, path)
-
-
-def export_run(run: str | Path, path: str | Path) -> dict:
-    """Pack the best-validation model of a run folder; returns :func:`size_report`."""
-    from .train import load_model
-
-    model, rec = load_model(run)
-    source = {k: rec.get(k) for k in ("run_id", "config", "best_epoch", "test", "status")}
-    source["input_size"] = rec["model"]["input_size"]
-    return pack_model(model, path, source)
 
 
 def size_report(model: nn.Module, path: str | Path) -> dict:
@@ -527,65 +371,3 @@ def post_training_quantize(
     if not found:
         raise TypeError(f"{type(model).__name__} has no qrnn recurrent layer to quantize")
     return new
-
-
-# ---------------------------------------------------------------------------------- CLI
-def _export_cmd(args, parser) -> int:
-    from .cli import find_run
-
-    p = Path(args.run)
-    if (p.is_absolute() or len(p.parts) > 1) and not p.is_dir():
-        parser.error(f"no run {args.run!r}: no such run folder")
-    try:
-        run = find_run(args.run, args.results)
-    except (FileNotFoundError, ValueError, NotImplementedError) as e:
-        parser.error(str(e))
-    if not (run / "model.pt").is_file():
-        if not (run / "model.npz").is_file():
-            parser.error(
-                f"{run} has neither model.pt nor the packed model.npz (the run did not finish "
-                "an epoch)"
-            )
-        try:  # a committed run keeps the packed file only: export it again from there
-            read_packed(run / "model.npz")
-        except (PackedFormatError, ValueError) as e:
-            parser.error(f"{e}; restore the file from the repository")
-    else:
-        try:
-            torch.load(run / "model.pt", map_location="cpu", weights_only=True)
-        except Exception as e:  # a truncated or overwritten file: torch raises several types
-            why = " ".join(str(e).split())[:200]
-            parser.error(
-                f"{run / 'model.pt'} is corrupt or truncated ({type(e).__name__}: {why}); "
-                "train the run again (qrnn train ... --force) or restore the file"
-            )
-    t0 = time.perf_counter()
-    try:
-        rep = export_run(run, args.out)
-    except (FileNotFoundError, ValueError, TypeError) as e:
-        parser.error(str(e))
-    print(
-        f"wrote {args.out}: {rep['file_bytes']:,} bytes, {rep['ratio']:.1f}x smaller than the "
-        f"fp32 state_dict ({rep['fp32_bytes']:,} bytes); quantized tensors "
-        + (
-            f"{rep['quantized_ratio']:.1f}x ({rep['quantized_fraction']:.0%} of the fp32 bytes)"
-            if rep["quantized_ratio"]
-            else "none"
-        )
-        + f"; {time.perf_counter() - t0:.2f} s"
-    )
-    return 0
-
-
-def add_cli(subparsers) -> None:
-    """Register ``qrnn export RUN --out FILE`` on the ``qrnn`` subparsers."""
-    sp = subparsers.add_parser(
-        "export",
-        help="pack a run's quantized model into a qrnn.packed file",
-        description="Write the best-validation model of RUN with its quantized tensors packed "
-        f"at their bit width ({FORMAT} version {VERSION}, an uncompressed .npz).",
-    )
-    sp.add_argument("run", help="run folder, run id, or a unique prefix of one")
-    sp.add_argument("--out", required=True, metavar="FILE", help="packed file to write")
-    sp.add_argument("--results", default="results", help="where run ids are looked up")
-    sp.set_defaults(func=_export_cmd, subparser=sp)

@@ -38,6 +38,9 @@ do about it)", ISSCC 2014, 45 nm, 0.9 V: 32-bit float add 0.9 pJ, 32-bit float m
 1.3-2.6 nJ per 64-bit access (we use 1.3 nJ). Our assumptions, not Horowitz's numbers: a shift
 and a sign flip cost one 32-bit int add; weights are read once per step (from an 8 KB-class
 SRAM, or from DRAM), activation reads and fixed/float conversions are not counted.
+
+Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
+Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .cells import reference_forward
 from .layers import QuantRNNBase
 
 __all__ = [
@@ -94,19 +98,8 @@ class _IntMatrix:
 
 def _int_matrix(w_q: Tensor, q, scale: float) -> _IntMatrix:
     w = w_q.detach().cpu().double().numpy()
-    neg = w < 0
-    if q.name in ("binary", "ternary"):
-        s = float(np.float32(scale))
-        return _IntMatrix(q.name, neg, [(w != 0, 0)], s, 0, w)
-    if q.name == "pow2-ternary":
-        f = q.options["fractional_bits"]
-        n = np.rint(np.abs(w) * 2.0**f).astype(np.int64)
-        planes = [((n >> k) & 1 == 1, k) for k in range(max(1, int(n.max()).bit_length()))]
-        return _IntMatrix(q.name, neg, planes, 1.0, f, w)
-    if q.name == "exponential":
-        _, ex = np.frexp(np.abs(w))
-        return _IntMatrix(q.name, neg, [(w != 0, ex.astype(np.int64) - 1)], 1.0, 0, w)
-    raise ValueError(f"no integer path for scheme {q.name!r}")
+    planes, s, post_shift = q.shift_add(w, scale)  # each method's own shift-add form
+    return _IntMatrix(q.name, w < 0, planes, s, post_shift, w)
 
 
 def _shift(x: np.ndarray, s) -> np.ndarray:
@@ -195,53 +188,18 @@ def preactivation_bound(layer: QuantRNNBase, sfx: str = "_l0", frac_bits: int = 
 def integer_forward(layer: QuantRNNBase, input: Tensor, hx=None):
     """Run a quantized recurrent layer with the integer matrix-vector products (module doc).
 
-    Same inputs and outputs as the layer for padded (not packed) batched input; no dropout.
+    Same inputs and outputs as the layer; no dropout. The time loop and the gate equations
+    are those of :func:`qrnn.cells.reference_forward`; only the matrix-vector products differ.
     """
     il = _IntLayer(layer)
-    mode = layer.mode
-    lstm, dirs = mode == "LSTM", 2 if layer.bidirectional else 1
-    x = input.transpose(0, 1) if layer.batch_first else input  # (T, B, I)
-    T, B = x.shape[:2]
-    H = layer.hidden_size
-    zeros = x.new_zeros(layer.num_layers * dirs, B, H)
-    if hx is None:
-        hx = (zeros, zeros.clone()) if lstm else zeros
-    h0, c0 = hx if lstm else (hx, None)
 
-    def step(xt, state, sfx):
-        h = state[0] if lstm else state
-        if mode == "GRU":
-            gi, gh = il.to_float(il.pre(xt, "ih", sfx), xt), il.to_float(il.pre(h, "hh", sfx), xt)
-            xr, xz, xn = gi.chunk(3, -1)
-            hr, hz, hn = gh.chunk(3, -1)
-            r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
-            n = torch.tanh(xn + r * hn)
-            return (1 - z) * n + z * h
-        a = il.to_float(il.pre(xt, "ih", sfx) + il.pre(h, "hh", sfx), xt)
-        if not lstm:
-            return torch.tanh(a) if mode == "RNN_TANH" else torch.relu(a)
-        gi, gf, gg, go = a.chunk(4, -1)
-        c = torch.sigmoid(gf) * state[1] + torch.sigmoid(gi) * torch.tanh(gg)
-        return torch.sigmoid(go) * torch.tanh(c), c
+    def pre(xt, h, sfx):  # the two products in integers; RNN and LSTM sum them there too
+        if layer.mode == "GRU":
+            return il.to_float(il.pre(xt, "ih", sfx), xt), il.to_float(il.pre(h, "hh", sfx), xt)
+        return il.to_float(il.pre(xt, "ih", sfx) + il.pre(h, "hh", sfx), xt), None
 
-    h_n, c_n = [], []
-    with torch.no_grad():
-        for k in range(layer.num_layers):
-            outs = []
-            for d in range(dirs):
-                idx, sfx = k * dirs + d, f"_l{k}" + ("_reverse" if d else "")
-                state = (h0[idx], c0[idx]) if lstm else h0[idx]
-                ys = [None] * T
-                for t in range(T - 1, -1, -1) if d else range(T):
-                    state = step(x[t], state, sfx)
-                    ys[t] = state[0] if lstm else state
-                outs.append(torch.stack(ys))
-                h_n.append(state[0] if lstm else state)
-                if lstm:
-                    c_n.append(state[1])
-            x = torch.cat(outs, dim=-1)
-    out = x.transpose(0, 1) if layer.batch_first else x
-    return (out, (torch.stack(h_n), torch.stack(c_n))) if lstm else (out, torch.stack(h_n))
+    with torch.no_grad():  # the time loop and gate equations of the reference cells
+        return reference_forward(layer, input, hx, pre=pre, dropout=False)
 
 
 def integer_model_forward(model: nn.Module, *inputs):

@@ -6,6 +6,9 @@ full-precision shadow weights. Once per forward the selected matrices are quanti
 (stochastically in training when ``stochastic=True``, deterministically in evaluation), and the
 stock fused op (``_VF.lstm`` etc.: cuDNN on GPU, the ATen kernel on CPU) runs on the quantized
 copies. The straight-through estimator carries the gradient back to the shadow weights.
+
+Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
+Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 """
 
 from __future__ import annotations
@@ -141,6 +144,48 @@ class QuantRNNBase(nn.RNNBase):
     def scheme(self) -> str:
         return self.quantizer.name
 
+    # -- the constructor call that rebuilds this layer -----------------------------------------
+    def torch_config(self) -> dict[str, Any]:
+        """The ``torch.nn`` constructor arguments of this layer (``nonlinearity`` for the Elman
+        RNN only)."""
+        kw = dict(input_size=self.input_size, hidden_size=self.hidden_size,
+                  num_layers=self.num_layers, bias=self.bias, batch_first=self.batch_first,
+                  dropout=self.dropout, bidirectional=self.bidirectional)  # fmt: skip
+        if self.mode.startswith("RNN"):
+            kw["nonlinearity"] = self.nonlinearity
+        return kw
+
+    def quant_config(self) -> dict[str, Any]:
+        """The quantization arguments as the layer stands now (a post-training quantized copy
+        reports its new method; options resolved); ``weight_norm``, ``layer_norm`` and
+        ``weight_noise`` only when on."""
+        kw = {
+            "scheme": self.scheme,
+            "stochastic": self.stochastic,
+            "quantizer_options": dict(self.quantizer.options),
+            "quantize_input": self.quantize_input,
+            "quantize_recurrent": self.quantize_recurrent,
+            "quantize_bias": self.quantize_bias,
+        }
+        for flag in ("weight_norm", "layer_norm"):
+            if getattr(self, flag, False):
+                kw[flag] = True
+        if getattr(self, "weight_noise", None) is not None:
+            kw["weight_noise"] = self.weight_noise
+        return kw
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Everything that rebuilds this layer; ``type(layer).from_config(layer.config)`` has the
+        same structure, method and parameter names (the weights are not part of it)."""
+        return {**self.torch_config(), **self.quant_config()}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> QuantRNNBase:
+        """The layer described by ``config`` (:attr:`config`), freshly initialized."""
+        kw = dict(config)
+        return cls(kw.pop("input_size"), kw.pop("hidden_size"), **kw)
+
     def extra_repr(self) -> str:
         s = super().extra_repr() + f", scheme={self.scheme!r}"
         if self.weight_norm:
@@ -248,17 +293,10 @@ class QuantRNNBase(nn.RNNBase):
         if self.layer_norm:
             raise ValueError("a layer_norm layer has no torch.nn equivalent (torch.nn has no LN)")
         cls = {"LSTM": nn.LSTM, "GRU": nn.GRU}.get(self.mode, nn.RNN)
-        kwargs = dict(
-            num_layers=self.num_layers,
-            bias=self.bias,
-            batch_first=self.batch_first,
-            dropout=self.dropout,
-            bidirectional=self.bidirectional,
-        )
-        if cls is nn.RNN:
-            kwargs["nonlinearity"] = self.nonlinearity
+        kwargs = self.torch_config()
         ref = self.weight_ih_l0
-        plain = cls(self.input_size, self.hidden_size, **kwargs).to(ref.device, ref.dtype)
+        size = kwargs.pop("input_size"), kwargs.pop("hidden_size")
+        plain = cls(*size, **kwargs).to(ref.device, ref.dtype)
         with torch.no_grad():
             plain.load_state_dict(
                 {k: v.detach().clone() for k, v in self.quantized_parameters(False).items()}

@@ -3,6 +3,9 @@
 By default only the recurrent layers are quantized (``quantize_io=False``), as in the authors'
 released code (a quantized GRU layer between float embedding/output layers); ``quantize_io=True``
 quantizes the embedding table and the output matrix with the same method.
+
+Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
+Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 """
 
 from __future__ import annotations
@@ -13,17 +16,26 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from .layers import QuantEmbedding, QuantGRU, QuantLinear, QuantLSTM, QuantRNN
+from .layers import QuantEmbedding, QuantGRU, QuantLinear, QuantLSTM, QuantRNN, _QuantIO
 
 CELLS = {"rnn": QuantRNN, "gru": QuantGRU, "lstm": QuantLSTM}
 
-__all__ = ["CELLS", "DigitClassifier", "LanguageModel"]
+__all__ = ["CELLS", "FAMILIES", "DigitClassifier", "LanguageModel", "io_quantized"]
 
 
 def _rnn(cell: str, input_size: int, hidden: int, layers: int, **kw: Any) -> nn.RNNBase:
     if cell not in CELLS:
         raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
     return CELLS[cell](input_size, hidden, num_layers=layers, **kw)
+
+
+def io_quantized(model: nn.Module) -> bool:
+    """Whether the embedding / output layers of ``model`` are quantized (``quantize_io``)."""
+    return any(isinstance(m, _QuantIO) and m.quantizer.name != "float" for m in model.modules())
+
+
+def _config(model: LanguageModel | DigitClassifier) -> dict[str, Any]:
+    return {**model._structure, "quantize_io": io_quantized(model), **model.rnn.quant_config()}
 
 
 class LanguageModel(nn.Module):
@@ -45,6 +57,9 @@ class LanguageModel(nn.Module):
         **quant: Any,
     ) -> None:
         super().__init__()
+        # the structure; the method is read from the layers (:attr:`config`)
+        self._structure = dict(vocab_size=vocab_size, cell=cell, hidden=hidden, layers=layers,
+                               embed=embed, dropout=dropout)  # fmt: skip
         self.vocab_size, self.embed_dim = vocab_size, embed
         io = {k: quant[k] for k in ("scheme", "stochastic", "quantizer_options") if k in quant}
         if not quantize_io:
@@ -54,6 +69,17 @@ class LanguageModel(nn.Module):
         inner = dropout if layers > 1 else 0.0  # torch.nn applies it between layers only
         self.rnn = _rnn(cell, embed or vocab_size, hidden, layers, dropout=inner, **quant)
         self.out = QuantLinear(hidden, vocab_size, **io)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this model (:meth:`from_config`), with the
+        method as its layers stand now (a post-training quantized copy reports its new one)."""
+        return _config(self)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> LanguageModel:
+        """The model described by ``config`` (:attr:`config`), freshly initialized."""
+        return cls(**config)
 
     def forward(self, x: Tensor, state=None):
         if self.embed is None:
@@ -92,6 +118,10 @@ class DigitClassifier(nn.Module):
             raise ValueError(f"input_norm must be 'none' or 'batch', got {input_norm!r}")
         if pool not in ("last", "mean"):
             raise ValueError(f"pool must be 'last' or 'mean', got {pool!r}")
+        dropout = dropout if layers > 1 else 0.0  # torch.nn applies it between layers only
+        self._structure = dict(n_features=n_features, n_classes=n_classes, cell=cell,
+                               hidden=hidden, layers=layers, bidirectional=bidirectional,
+                               dropout=dropout, input_norm=input_norm, pool=pool)  # fmt: skip
         self.pool = pool
         self.norm = nn.BatchNorm1d(n_features) if input_norm == "batch" else None
         self.rnn = _rnn(
@@ -99,7 +129,7 @@ class DigitClassifier(nn.Module):
             n_features,
             hidden,
             layers,
-            dropout=dropout if layers > 1 else 0.0,
+            dropout=dropout,
             bidirectional=bidirectional,
             batch_first=True,
             **quant,
@@ -107,6 +137,17 @@ class DigitClassifier(nn.Module):
         io = {k: quant[k] for k in ("scheme", "stochastic", "quantizer_options") if k in quant}
         dirs = 2 if bidirectional else 1
         self.out = QuantLinear(hidden * dirs, n_classes, **(io if quantize_io else {}))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this model (:meth:`from_config`), with the
+        method as its layers stand now (a post-training quantized copy reports its new one)."""
+        return _config(self)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> DigitClassifier:
+        """The model described by ``config`` (:attr:`config`), freshly initialized."""
+        return cls(**config)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
@@ -126,3 +167,11 @@ class DigitClassifier(nn.Module):
             y, lens = pad_packed_sequence(out, batch_first=True)  # (B, T, dirs*H)
             feat = y.sum(1) / lens.to(y.device, y.dtype).unsqueeze(1)
         return self.out(feat)
+
+
+# model family name (as the packed files write it) -> class
+FAMILIES: dict[str, type[nn.Module]] = {
+    "LanguageModel": LanguageModel,
+    "DigitClassifier": DigitClassifier,
+    **{c.__name__: c for c in CELLS.values()},
+}

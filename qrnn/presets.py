@@ -8,6 +8,9 @@ A notebook parameter left at ``None`` takes the preset's value, else RunConfig's
 * ``none``: RunConfig's defaults.
 
 The study passes every field explicitly, so the preset never changes its runs.
+
+Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
+Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 """
 
 from __future__ import annotations
@@ -89,7 +92,8 @@ def estimate(cfg: RunConfig, data=None, data_root=None, batches: int = 3) -> dic
     """Time ``batches`` training and evaluation batches of a throwaway model and scale them to
     the whole run (every epoch: train + validation; then the test split). An upper bound when
     early stopping ends the run sooner. ``data``: splits from :func:`qrnn.train.load_data`."""
-    from .train import _lm_epoch, _num_batches, _speech_epoch, _subset
+    from .assemble import _subset
+    from .loop import _lm_epoch, _num_batches, _speech_epoch
 
     if data is None:
         data = load_data(cfg, data_root, progress=False)
@@ -161,8 +165,8 @@ def method_label(config: Mapping[str, Any]) -> str:
 def method_curves(results_dir: str | Path, cfg: RunConfig) -> pd.DataFrame:
     """Validation curves (method, run_id, epoch, valid_metric) of the completed or diverged
     records under ``results_dir`` whose configuration equals ``cfg`` but for the method."""
+    from .config import EXECUTION_FIELDS, LATER_FIELDS
     from .records import load_record
-    from .train import EXECUTION_FIELDS, LATER_FIELDS
 
     skip = {*METHOD_FIELDS, *EXECUTION_FIELDS}  # and the run's id, not a field
     want = {k: v for k, v in cfg.resolved().items() if k not in skip}

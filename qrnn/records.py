@@ -28,6 +28,9 @@ data               the loader's statistics and sha256s (sizes, vocabulary, split
 invocation         command line or papermill parameters
 started, finished  UTC ISO times; ``wall_time_s`` total seconds of training (over resumes)
 =================  ==============================================================================
+
+Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
+Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 """
 
 from __future__ import annotations
@@ -39,11 +42,12 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
+
+from ._version import __version__
+from .atomic import atomic_torch_save, atomic_write_bytes, atomic_write_json
 
 SCHEMA = "qrnn.run/1"
 REQUIRED_KEYS = (
@@ -72,6 +76,7 @@ EPOCH_KEYS = ("epoch", "train_loss", "train_metric", "valid_loss", "valid_metric
 __all__ = [
     "SCHEMA",
     "RecordError",
+    "atomic_torch_save",
     "atomic_write_bytes",
     "atomic_write_json",
     "environment",
@@ -85,36 +90,6 @@ class RecordError(ValueError):
 
 def now() -> str:
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder + ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; records are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=False) + "\n").encode())
-
-
-def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
-    import io
-
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def load_record(path: str | os.PathLike) -> dict:
@@ -179,8 +154,6 @@ def git_state() -> dict:
 
 def environment(device: torch.device | str, threads: int) -> dict:
     import numpy
-
-    from . import __version__
 
     dev = torch.device(device)
     info = {

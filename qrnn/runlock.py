@@ -12,6 +12,9 @@ A claim is *stale*, and is taken over, when its owner is gone: its pid is dead o
 (:data:`STALE_AFTER_S`, or ``$QRNN_CLAIM_TIMEOUT`` seconds; the only test for owners on other
 hosts). A takeover happens under a short-lived guard file, so two runners that find the same
 stale claim cannot both win.
+
+Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
+Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ cause (scale / noise) comparisons. Written by ``qrnn study summarize`` under
 ``results/<profile>/``; the book only reads them.
 
 Ott et al., *Recurrent Neural Networks With Limited Numerical Precision*, arXiv 1608.06902.
+
+Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
+Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import math
 from pathlib import Path
 
 from .records import load_record
+from .runs import runs_dir
 from .verdicts import GROUP, LEVEL, MARGINS, claim_verdict, count_text, group_verdict, interval
 
 # experiments without a float model of their own, and where their float reference lives
@@ -69,8 +73,6 @@ def _row(rec: dict, lab: dict) -> dict:
 
 def collect(profile: str, results: str | Path = "results") -> list[dict]:
     """One tidy row per finished run of the profile (labels from ``grid.json``)."""
-    from .study import runs_dir
-
     out = runs_dir(results, profile)
     gpath = Path(results) / profile / "grid.json"
     labels = json.loads(gpath.read_text()) if gpath.exists() else {}
@@ -152,7 +154,6 @@ def summarize(profile: str, results: str | Path = "results"):
     import pandas as pd
 
     from .records import atomic_write_bytes
-    from .study import runs_dir
 
     runs = pd.DataFrame(collect(profile, results))
     if runs.empty:

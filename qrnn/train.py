@@ -4,472 +4,58 @@
 spoken-digit classifier (``fsdd``), checkpoints every epoch (atomic writes), resumes a killed
 run exactly, stops a diverging run cleanly, and writes ``results/<run-id>/run.json``
 (schema in :mod:`qrnn.records`). The model tested is the best-validation one; evaluation
-always uses deterministic quantization.
+always uses deterministic quantization. Ott et al. 2016, *Recurrent Neural Networks With
+Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
+
+The configuration lives in :mod:`qrnn.config`, the data and model of a run in
+:mod:`qrnn.assemble`, epochs and steps in :mod:`qrnn.loop`; their names stay importable from
+here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
-import json
 import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from . import records
-from .layers import QuantRNNBase, _QuantIO, clip_shadow_, glorot_init_, quantized_layers
-from .models import CELLS, DigitClassifier, LanguageModel
-from .quantizers import SCHEMES, quantizer
+from .assemble import _Data as _Data
+from .assemble import _subset as _subset
+from .assemble import baseline_metric as baseline_metric
+from .assemble import build_model as build_model
+from .assemble import load_data as load_data
+from .assemble import model_summary as model_summary
+from .assemble import weight_stats as weight_stats
+from .config import EXECUTION_FIELDS as EXECUTION_FIELDS
+from .config import FIELD_HELP as FIELD_HELP
+from .config import INITS as INITS
+from .config import LATER_FIELDS as LATER_FIELDS
+from .config import LM_TASKS as LM_TASKS
+from .config import TASKS as TASKS
+from .config import WEIGHT_NOISE as WEIGHT_NOISE
+from .config import RunConfig as RunConfig
+from .config import config_from_dict as config_from_dict
+from .config import derive_seeds as derive_seeds
+from .config import identity as identity
+from .config import resolve_device as resolve_device
+from .config import run_id as run_id
+from .layers import QuantRNNBase, _QuantIO
+from .loop import DIVERGENCE_RULE as DIVERGENCE_RULE
+from .loop import Diverged as Diverged
+from .loop import _lm_epoch, _lm_metric, _num_batches, _speech_epoch
+from .loop import _LossMonitor as _LossMonitor
+from .loop import evaluate as evaluate
+from .loop import uniform_loss as uniform_loss
 
-TASKS = ("ptb-char", "ptb-word", "text8", "fsdd")
-LM_TASKS = ("ptb-char", "ptb-word", "text8")
-# execution settings: they do not change what is computed, so they are not part of the run id
-EXECUTION_FIELDS = ("device", "threads")
-# fields added after the first records: left out of the run id while at these defaults, so
-# the ids (and records) of earlier runs stay valid
-LATER_FIELDS = {"weight_norm": False, "layer_norm": False, "init": "torch", "weight_noise": "none"}
-INITS = ("torch", "glorot")
-WEIGHT_NOISE = ("none", "binary", "ternary")
-# what the records call the rule that stops a run (RunConfig.diverge_factor)
-DIVERGENCE_RULE = (
-    "non-finite training loss or gradient, or the running mean of the training loss "
-    "(exponential, 50 batches) above diverge_factor x the uniform-guess loss; validation never "
-    "stops a run"
-)
-EMA_BATCHES = 50
-
-__all__ = ["TASKS", "RunConfig", "build_model", "evaluate", "load_model", "run_id", "train"]
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything that defines one run. Defaults: a small PTB-char LSTM that trains on CPU."""
-
-    task: str = "ptb-char"  # ptb-char | ptb-word | text8 | fsdd
-    split: str = "standard"  # fsdd: standard (recordings 0-4 test) | speakers (held-out speakers)
-    cell: str = "lstm"  # rnn | gru | lstm
-    layers: int = 1  # stacked recurrent layers
-    hidden: int = 128  # units per layer (and direction)
-    embed: int = 0  # LM input: embedding size (0 means one-hot input)
-    init: str = "torch"  # torch (U(+-1/sqrt(H)), torch's default) | glorot (per gate block, bias 0)
-    bidirectional: bool = False  # fsdd only
-    input_norm: str = "none"  # fsdd: none | batch (authors' BatchNorm on the layer input)
-    pool: str = "last"  # fsdd: last | mean (readout over time)
-    dropout: float = 0.0  # between layers and before the output layer
-    scheme: str = "float"  # float | binary | ternary | pow2-ternary | exponential
-    stochastic: bool = False  # sample stochastic rounding in training (eval: deterministic)
-    quantizer_options: dict = field(default_factory=dict)  # method options, e.g. scale=glorot
-    quantize_input: bool = True  # input-to-hidden matrices
-    quantize_recurrent: bool = True  # hidden-to-hidden matrices
-    quantize_bias: bool = True  # biases (the authors quantize them too)
-    quantize_io: bool = False  # also the embedding and output layers (authors: no)
-    weight_norm: bool = False  # weight normalization of the quantized recurrent matrices
-    weight_noise: str = "none"  # float only: none | binary | ternary (matched rounding noise)
-    layer_norm: bool = False  # layer norm of the gate pre-activations (Python time loop: slower)
-    clip_shadow: str = "auto"  # auto (binary/ternary/pow2: yes) | on | off: BinaryConnect clip
-    optimizer: str = "adam"  # adam | sgd
-    lr: float = 2e-3  # initial learning rate
-    weight_decay: float = 0.0  # L2 on the shadow weights
-    lr_decay: float = 0.5  # multiply the lr by this when validation stops improving
-    lr_patience: int = 0  # epochs without improvement before decaying
-    min_lr: float = 1e-5  # floor for the decayed lr
-    early_stop: int = 3  # stop after this many epochs without improvement (0: never)
-    clip_grad: float = 1.0  # gradient-norm clipping (0: off)
-    epochs: int = 10  # maximum epochs
-    bptt: int = 100  # LM: truncated-BPTT window
-    batch_size: int = 64  # LM: parallel streams; fsdd: recordings per batch
-    train_limit: int = 0  # use only the first N training symbols (LM) / recordings (fsdd); 0: all
-    eval_limit: int = 0  # same for validation and test (for smoke runs); 0: all
-    diverge_factor: float = 2.0  # diverged if the running training loss exceeds this x uniform
-    seed: int = 0  # derives every generator: init, data order, stochastic rounding, dropout
-    device: str = "auto"  # auto (cuda if present) | cpu | cuda | cuda:N
-    threads: int = 0  # torch intra-op threads on CPU (0: torch's default)
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    # ------------------------------------------------------------------ validation
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the bad field and what is allowed."""
-
-        def choice(name: str, allowed) -> None:
-            v = getattr(self, name)
-            if v not in allowed:
-                raise ValueError(f"{name}={v!r} is not allowed; choose one of {', '.join(allowed)}")
-
-        def at_least(name: str, lo, integer: bool = True) -> None:
-            v = getattr(self, name)
-            ok = isinstance(v, int) if integer else isinstance(v, int | float)
-            if isinstance(v, bool) or not ok or v < lo or (not integer and not math.isfinite(v)):
-                kind = "an integer" if integer else "a number"
-                raise ValueError(f"{name}={v!r} is not allowed; it must be {kind} >= {lo}")
-
-        choice("task", TASKS)
-        choice("split", ("standard", "speakers"))
-        choice("cell", tuple(CELLS))
-        choice("scheme", SCHEMES)
-        choice("input_norm", ("none", "batch"))
-        choice("pool", ("last", "mean"))
-        choice("clip_shadow", ("auto", "on", "off"))
-        choice("optimizer", ("adam", "sgd"))
-        choice("init", INITS)
-        choice("weight_noise", WEIGHT_NOISE)
-        if self.weight_noise != "none" and self.scheme != "float":
-            raise ValueError(
-                f"weight_noise={self.weight_noise!r} needs scheme='float' (got {self.scheme!r}): "
-                "the noise replaces the rounding"
-            )
-        for name in ("layers", "hidden", "epochs", "bptt", "batch_size"):
-            at_least(name, 1)
-        for name in ("embed", "lr_patience", "early_stop", "train_limit", "eval_limit", "seed"):
-            at_least(name, 0)
-        at_least("threads", 0)
-        for name in ("weight_decay", "min_lr", "clip_grad"):
-            at_least(name, 0, integer=False)
-        at_least("diverge_factor", 1, integer=False)
-        if not (isinstance(self.lr, int | float) and 0 < self.lr < 10):
-            raise ValueError(f"lr={self.lr!r} is not allowed; it must be a number in (0, 10)")
-        if not (isinstance(self.lr_decay, int | float) and 0 < self.lr_decay <= 1):
-            raise ValueError(f"lr_decay={self.lr_decay!r} is not allowed; it must be in (0, 1]")
-        if not (isinstance(self.dropout, int | float) and 0 <= self.dropout < 1):
-            raise ValueError(f"dropout={self.dropout!r} is not allowed; it must be in [0, 1)")
-        if not isinstance(self.quantizer_options, dict):
-            raise ValueError(f"quantizer_options must be a dict, got {self.quantizer_options!r}")
-        quantizer(self.scheme, **self.quantizer_options)  # raises on unknown options
-        if self.stochastic and self.scheme == "float":
-            raise ValueError("stochastic=True is not allowed with scheme='float'")
-        if self.bidirectional and self.task != "fsdd":
-            raise ValueError("bidirectional=True is only allowed for task 'fsdd'")
-        if not (self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:")):
-            raise ValueError(f"device={self.device!r} is not allowed; use auto, cpu, cuda, cuda:N")
-        for name in (
-            "bidirectional",
-            "stochastic",
-            "quantize_input",
-            "quantize_recurrent",
-            "quantize_bias",
-            "quantize_io",
-            "weight_norm",
-            "layer_norm",
-        ):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
-
-    # ------------------------------------------------------------------ identity
-    def resolved(self) -> dict:
-        """Every field, quantizer options filled with their defaults (what the run id hashes)."""
-        d = asdict(self)
-        d["quantizer_options"] = dict(quantizer(self.scheme, **self.quantizer_options).options)
-        return d
-
-    @property
-    def metric_name(self) -> str:
-        return {"ptb-char": "bpc", "text8": "bpc", "ptb-word": "perplexity"}.get(self.task, "error")
-
-    def clips_shadow(self) -> bool:
-        if self.clip_shadow == "auto":
-            return self.scheme in ("binary", "ternary", "pow2-ternary")
-        return self.clip_shadow == "on"
-
-
-def config_from_dict(d: dict) -> RunConfig:
-    """Build a config from a (possibly resolved) dict; unknown keys are an error."""
-    names = {f.name for f in dataclasses.fields(RunConfig)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ValueError(f"unknown config field(s) {', '.join(unknown)}; known: {sorted(names)}")
-    return RunConfig(**d)
-
-
-def run_id(cfg: RunConfig) -> str:
-    """Stable id: readable prefix + sha256 of the resolved config (seed included; device and
-    thread count excluded, since they do not define the experiment)."""
-    digest = hashlib.sha256(json.dumps(identity(cfg.resolved()), sort_keys=True).encode())
-    digest = digest.hexdigest()[:12]
-    mode = "-stoch" if cfg.stochastic else ""
-    return f"{cfg.task}_{cfg.cell}_{cfg.scheme}{mode}_{digest}"
-
-
-def identity(resolved: dict) -> dict:
-    """What defines an experiment: the resolved config without execution settings and without
-    later-added fields at their defaults (see :data:`LATER_FIELDS`)."""
-    return {
-        k: v
-        for k, v in resolved.items()
-        if k not in EXECUTION_FIELDS and not (k in LATER_FIELDS and v == LATER_FIELDS[k])
-    }
-
-
-def derive_seeds(seed: int) -> dict[str, int]:
-    """Independent seeds for init (and dropout), data order and stochastic rounding."""
-    init, data, quant = np.random.SeedSequence(seed).generate_state(3)
-    return {"seed": seed, "init": int(init), "data": int(data), "quant": int(quant)}
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} requested but CUDA is not available; use auto or cpu")
-    return dev
-
-
-# ---------------------------------------------------------------------------- data and model
-@dataclass
-class _Data:
-    train: Any
-    valid: Any
-    test: Any
-    size: int  # vocabulary size (LM) or feature count (fsdd)
-    stats: dict
-
-
-def load_data(cfg: RunConfig, data_root=None, progress: bool = True) -> _Data:
-    from . import data as qdata
-
-    if cfg.task in LM_TASKS:
-        corpus = qdata.load_text(cfg.task, root=data_root, progress=progress)
-        tr, va, te = corpus.train, corpus.valid, corpus.test
-        if cfg.train_limit:
-            tr = tr[: cfg.train_limit]
-        if cfg.eval_limit:
-            va, te = va[: cfg.eval_limit], te[: cfg.eval_limit]
-        for name, s in (("train", tr), ("valid", va), ("test", te)):
-            if qdata.num_lm_batches(len(s), cfg.batch_size, cfg.bptt) == 0:
-                raise ValueError(
-                    f"the {name} stream ({len(s)} symbols) is too short for batch_size="
-                    f"{cfg.batch_size}; raise train_limit/eval_limit or lower batch_size"
-                )
-        stats = corpus.stats()
-        stats["used_sizes"] = {"train": len(tr), "valid": len(va), "test": len(te)}
-        return _Data(tr, va, te, len(corpus.vocab), stats)
-    sd = qdata.load_fsdd(split=cfg.split, root=data_root, progress=progress)
-    tr, va, te = sd.train, sd.valid, sd.test
-    if cfg.train_limit:
-        tr = _subset(tr, cfg.train_limit)
-    if cfg.eval_limit:
-        va, te = _subset(va, cfg.eval_limit), _subset(te, cfg.eval_limit)
-    stats = sd.stats()
-    stats["used_sizes"] = {"train": len(tr), "valid": len(va), "test": len(te)}
-    return _Data(tr, va, te, sd.n_features, stats)
-
-
-def _subset(split, n: int):
-    return dataclasses.replace(
-        split,
-        features=split.features[:n],
-        labels=split.labels[:n],
-        speakers=split.speakers[:n],
-        names=split.names[:n],
-    )
-
-
-def build_model(cfg: RunConfig, size: int) -> nn.Module:
-    """The model of ``cfg`` for a vocabulary (LM) or feature count (fsdd) of ``size``."""
-    quant = dict(
-        scheme=cfg.scheme,
-        stochastic=cfg.stochastic,
-        quantizer_options=cfg.quantizer_options,
-        quantize_input=cfg.quantize_input,
-        quantize_recurrent=cfg.quantize_recurrent,
-        quantize_bias=cfg.quantize_bias,
-        weight_norm=cfg.weight_norm,
-        layer_norm=cfg.layer_norm,
-        weight_noise=cfg.weight_noise,
-    )
-    common = dict(cell=cfg.cell, hidden=cfg.hidden, layers=cfg.layers, dropout=cfg.dropout)
-    if cfg.task in LM_TASKS:
-        model = LanguageModel(size, embed=cfg.embed, quantize_io=cfg.quantize_io, **common, **quant)
-    else:
-        model = _digit_model(cfg, size, common, quant)
-    if cfg.init == "glorot":
-        for layer in quantized_layers(model):
-            glorot_init_(layer)
-    return model
-
-
-def _digit_model(cfg: RunConfig, size: int, common: dict, quant: dict) -> nn.Module:
-    return DigitClassifier(
-        size,
-        bidirectional=cfg.bidirectional,
-        input_norm=cfg.input_norm,
-        pool=cfg.pool,
-        quantize_io=cfg.quantize_io,
-        **common,
-        **quant,
-    )
-
-
-def model_summary(model: nn.Module, size: int) -> dict:
-    """Parameter count and the storage of every tensor (bits per weight after quantization)."""
-    tensors, total_bits, fp32_bits = {}, 0, 0
-    for mod_name, mod in model.named_modules():
-        for p_name, p in mod.named_parameters(recurse=False):
-            name = f"{mod_name}.{p_name}" if mod_name else p_name
-            if isinstance(mod, QuantRNNBase):
-                quantized = mod.is_quantized(p_name)
-            else:
-                quantized = (
-                    isinstance(mod, _QuantIO)
-                    and p_name == "weight"
-                    and (mod.quantizer.name != "float")
-                )
-            bits = mod.quantizer.bits if quantized else 32
-            tensors[name] = {
-                "shape": list(p.shape),
-                "scheme": mod.quantizer.name if quantized else "float",
-                "bits": bits,
-                "quantized": quantized,
-            }
-            total_bits += bits * p.numel()
-            fp32_bits += 32 * p.numel()
-    return {
-        "input_size": size,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "tensors": tensors,
-        "storage_bits": total_bits,
-        "fp32_bits": fp32_bits,
-    }
-
-
-# ---------------------------------------------------------------------------- epochs
-def _detach(state):
-    if state is None:
-        return None
-    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
-
-
-class Diverged(Exception):
-    def __init__(self, reason: str, batch: int | None = None):
-        super().__init__(reason)
-        self.reason, self.batch = reason, batch
-
-
-def _lm_epoch(
-    model, stream, cfg, device, opt=None, progress=None, callback=None, epoch=0, monitor=None
-):
-    """Mean loss (nats per symbol) over one pass; trains when ``opt`` is given."""
-    from .data import lm_batches
-
-    training = opt is not None
-    model.train(training)
-    total, count, state = 0.0, 0, None
-    batches = lm_batches(stream, cfg.batch_size, cfg.bptt)
-    with torch.set_grad_enabled(training):
-        for i, (x, y) in enumerate(batches):
-            x, y = x.to(device), y.to(device)  # (T, B)
-            logits, state = model(x, _detach(state))
-            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-            if training:
-                _step(model, loss, opt, cfg, i, progress, callback, epoch, monitor)
-            total += loss.item() * y.numel()
-            count += y.numel()
-    return total / count, None
-
-
-def _speech_epoch(
-    model,
-    split,
-    cfg,
-    device,
-    opt=None,
-    progress=None,
-    callback=None,
-    epoch=0,
-    generator=None,
-    monitor=None,
-):
-    """Mean loss (nats per recording) and accuracy over one pass."""
-    from .data import speech_batches
-
-    training = opt is not None
-    model.train(training)
-    total, correct, count = 0.0, 0, 0
-    batches = speech_batches(split, cfg.batch_size, shuffle=training, generator=generator)
-    with torch.set_grad_enabled(training):
-        for i, (x, lengths, y) in enumerate(batches):
-            x, y = x.to(device), y.to(device)  # (B, T, F), (B,)
-            logits = model(x, lengths)  # (B, 10)
-            loss = nn.functional.cross_entropy(logits, y)
-            if training:
-                _step(model, loss, opt, cfg, i, progress, callback, epoch, monitor)
-            total += loss.item() * len(y)
-            correct += int((logits.argmax(-1) == y).sum())
-            count += len(y)
-    return total / count, correct / count
-
-
-def clip_gradients_(model: nn.Module, max_norm: float, batch: int = 0) -> float:
-    """Scale the gradients to a total 2-norm of at most ``max_norm``; return the norm before.
-
-    Same as ``nn.utils.clip_grad_norm_`` while the float32 norm is finite. Exploding gradients
-    (binary weights with H = 1 reach elements of 1e23) can overflow the float32 sum of squares
-    although every element is finite: torch then scales every gradient by 0 and the step does
-    nothing, silently. Here the norm is recomputed in float64 and the gradients are scaled to
-    ``max_norm`` as usual; a gradient with a non-finite element raises :class:`Diverged`."""
-    params = [p for p in model.parameters() if p.grad is not None]
-    grads = [p.grad for p in params]
-    norm = nn.utils.get_total_norm(grads)
-    if not torch.isfinite(norm):
-        norm = torch.stack([g.double().pow(2).sum() for g in grads]).sum().sqrt()
-        if not torch.isfinite(norm):
-            raise Diverged("non-finite gradient", batch=batch)
-    nn.utils.clip_grads_with_norm_(params, max_norm, norm)
-    return float(norm)
-
-
-def _step(model, loss, opt, cfg, i, progress=None, callback=None, epoch=0, monitor=None) -> None:
-    """One optimizer step on the shadow weights (+ BinaryConnect clipping), then the hooks;
-    ``monitor`` (:class:`_LossMonitor`) applies the divergence rule to the training loss."""
-    if monitor is not None:
-        monitor.update(loss.item(), i)
-    elif not torch.isfinite(loss):
-        raise Diverged(f"non-finite training loss ({loss.item()})", batch=i)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    if cfg.clip_grad:
-        norm = clip_gradients_(model, cfg.clip_grad, batch=i)
-        if monitor is not None:
-            monitor.grad_norms.append(norm)
-    opt.step()
-    if cfg.clips_shadow():
-        clip_shadow_(model)
-    if progress is not None:
-        progress.update(1)
-        progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-    if callback is not None:
-        callback(epoch, i)
-
-
-def evaluate(model, split, cfg: RunConfig, device=None) -> dict:
-    """``{"loss", "metric"[, "accuracy"]}`` of ``model`` on one split (deterministic weights)."""
-    device = device or next(model.parameters()).device
-    if cfg.task in LM_TASKS:
-        loss, _ = _lm_epoch(model, split, cfg, device)
-        return {"loss": loss, "metric": _lm_metric(cfg, loss)}
-    loss, acc = _speech_epoch(model, split, cfg, device)
-    return {"loss": loss, "metric": 1.0 - acc, "accuracy": acc}
-
-
-def _lm_metric(cfg, loss: float) -> float:
-    if cfg.task == "ptb-word":
-        return math.exp(min(loss, 700.0))
-    return loss / math.log(2)  # bits per character
-
-
-def uniform_loss(cfg: RunConfig, size: int) -> float:
-    """Cross-entropy of uniform guessing: log V (LM) or log 10 (digits)."""
-    return math.log(size if cfg.task in LM_TASKS else 10)
+__all__ = ["TASKS", "RunConfig", "build_model", "evaluate", "run_id", "train"]
 
 
 # ---------------------------------------------------------------------------- the run
@@ -684,36 +270,6 @@ def train(
     return rec
 
 
-class _LossMonitor:
-    """Running mean of the training loss, ``m <- m + (loss - m) / EMA_BATCHES``; raises
-    :class:`Diverged` on a non-finite loss or when ``m`` exceeds ``limit``."""
-
-    def __init__(self, limit: float) -> None:
-        self.limit, self.value = limit, None
-        self.grad_norms: list[float] = []  # this epoch's gradient norms before clipping
-
-    def grad_summary(self) -> dict[str, float | int]:
-        """The epoch's gradient 2-norms before clipping (median, max, steps whose float32 norm
-        overflowed), then reset for the next epoch."""
-        g, self.grad_norms = self.grad_norms, []
-        if not g:
-            return {}
-        big = float(torch.finfo(torch.float32).max)
-        return {"median": float(np.median(g)), "max": max(g),
-                "float32_overflow": sum(v * v > big for v in g)}  # fmt: skip
-
-    def update(self, loss: float, batch: int) -> None:
-        if not math.isfinite(loss):
-            raise Diverged(f"non-finite training loss ({loss})", batch=batch)
-        self.value = loss if self.value is None else self.value + (loss - self.value) / EMA_BATCHES
-        if self.value > self.limit:
-            raise Diverged(
-                f"running training loss {self.value:.4g} above the limit {self.limit:.4g} "
-                "(diverge_factor x uniform-guess loss)",
-                batch=batch,
-            )
-
-
 def _load_checkpoint(path: Path, device, quiet: bool) -> dict | None:
     """The checkpoint at ``path``, or None when there is none; an unreadable one is renamed
     (never deleted) and None returned, so the run starts again from scratch."""
@@ -780,92 +336,9 @@ def learned(rec: dict) -> bool:
     return bool(rec["test"]["metric"] < rec["baseline"]["metric"])
 
 
-def baseline_metric(cfg: RunConfig, data: _Data) -> dict:
-    """The no-learning reference on the test split: LM tasks, the unigram model of the
-    training symbols (add-one smoothed); digits, chance (0.9 error)."""
-    if cfg.task not in LM_TASKS:
-        return {"name": "chance", "metric": 0.9}
-    counts = torch.bincount(data.train, minlength=data.size).double() + 1.0
-    logp = (counts / counts.sum()).log()
-    loss = float(-logp[data.test].mean())
-    return {"name": "unigram", "metric": _lm_metric(cfg, loss)}
-
-
-@torch.no_grad()
-def weight_stats(model: nn.Module) -> dict:
-    """Per parameter of every recurrent layer, of the deterministic (evaluation) weights:
-    ``zero`` share of exact zeros, ``rms``, and for matrices ``spectral`` (largest singular
-    value) and ``block_spectral`` (per gate block, H rows each)."""
-    out = {}
-    for lname, layer in model.named_modules():
-        if not isinstance(layer, QuantRNNBase):
-            continue
-        was = layer.training
-        layer.eval()
-        q = layer.quantized_parameters(False)
-        layer.train(was)
-        for name, w in q.items():
-            w = w.detach().double()
-            s = {"quantized": layer.is_quantized(name), "zero": float((w == 0).double().mean()),
-                 "rms": float(w.pow(2).mean().sqrt())}  # fmt: skip
-            if w.dim() == 2:
-                s["spectral"] = float(torch.linalg.matrix_norm(w, ord=2))
-                blocks = w.split(layer.hidden_size, dim=0)
-                s["block_spectral"] = [float(torch.linalg.matrix_norm(b, ord=2)) for b in blocks]
-            out[f"{lname}.{name}" if lname else name] = s
-    return out
-
-
-def _num_batches(cfg, split) -> int:
-    from .data import num_lm_batches
-
-    if cfg.task in LM_TASKS:
-        return num_lm_batches(len(split), cfg.batch_size, cfg.bptt)
-    return math.ceil(len(split) / cfg.batch_size)
-
-
 def _epoch_line(cfg, e: dict) -> str:
     name = cfg.metric_name
     return (
         f"epoch {e['epoch']:3d}  train {name} {e['train_metric']:.4f}  "
         f"valid {name} {e['valid_metric']:.4f}  lr {e['lr']:.2g}  {e['wall_s']:.1f}s"
     )
-
-
-def load_model(run: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
-    """The best-validation model of a run folder and its record, in eval mode: the full
-    checkpoint ``model.pt`` when present (shadow weights), else the packed ``model.npz``
-    (quantized weights only, as committed)."""
-    run = Path(run)
-    rec = records.load_record(run)
-    cfg = config_from_dict(rec["config"])
-    model = build_model(cfg, rec["model"]["input_size"])
-    weights = run / "model.pt"
-    if not weights.exists():
-        packed = run / (rec.get("packed") or {}).get("file", "model.npz")
-        if packed.exists():  # committed runs keep the packed file only
-            from .export import load_packed
-
-            return load_packed(packed).to(device).eval(), rec
-        raise FileNotFoundError(
-            f"{run} has neither model.pt nor model.npz (status {rec['status']!r}): the run "
-            "kept no trained weights"
-        )
-    model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
-    return model.to(device).eval(), rec
-
-
-def _field_help() -> dict[str, str]:
-    """The inline comment of every RunConfig field (one source of truth for --help)."""
-    import inspect
-    import re
-
-    out = {}
-    for line in inspect.getsource(RunConfig).splitlines():
-        m = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.*)$", line)
-        if m:
-            out[m.group(1)] = m.group(2)
-    return out
-
-
-FIELD_HELP = _field_help()

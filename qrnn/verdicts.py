@@ -1,8 +1,8 @@
 """Verdicts from run records: intervals over seeds, group verdicts, claim verdicts.
 
 The paper (Ott et al., *Recurrent Neural Networks With Limited Numerical Precision*,
-arXiv 1608.06902) states its results as claims; this module decides each one from the records
-by a rule written next to it, never by comparing two means:
+https://arxiv.org/abs/1608.06902) states its results as claims; this module decides each one from
+the records by a rule written next to it, never by comparing two means:
 
 * a **group** is one (experiment, task, cell, method); its *gap* is the test metric minus the
   float model's, per seed (paired: runs with the same seed share the data order and init);

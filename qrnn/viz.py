@@ -5,6 +5,9 @@ phone screen, and one plot style with one colour per method.
 no kernel, no network); its data is embedded as JSON. :data:`METHOD_COLORS` is the single
 method-to-colour map: :func:`style` and :func:`palette` give it to seaborn and matplotlib, and
 :func:`figure` embeds it in every interactive figure.
+
+Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
+Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 """
 
 from __future__ import annotations

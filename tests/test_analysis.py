@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import qrnn
-from qrnn import QuantGRU, QuantLSTM, QuantRNN, analysis, quantizer
+from qrnn import QuantGRU, QuantLSTM, QuantRNN, analysis, quantizer, runs
 from qrnn.cells import gru_cell, lstm_cell
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -211,7 +211,7 @@ def test_deterministic_noise_is_a_bias_without_variance():
 # ------------------------------------------------------------------------------ models, tables
 def test_init_models_share_shadow_weights_and_differ_in_scale():
     methods = ["float", "binary-det", "binary-glorot-det", "ternary-det"]
-    models, origin = analysis.load_models("ptb-char", "rnn", methods, size=11, hidden=32, seed=2)
+    models, origin = runs.load_models("ptb-char", "rnn", methods, size=11, hidden=32, seed=2)
     assert set(origin.values()) == {"init"}
     ref = models["float"].state_dict()
     for m in models.values():
@@ -227,9 +227,7 @@ def test_init_models_share_shadow_weights_and_differ_in_scale():
 
 def test_analyze_summary_and_frames():
     methods = ["float", "binary-stoch", "binary-glorot-stoch", "ternary-stoch", "pow2-ternary"]
-    models, origin = analysis.load_models(
-        "fsdd", "gru", methods, size=5, hidden=12, input_norm="batch"
-    )
+    models, origin = runs.load_models("fsdd", "gru", methods, size=5, hidden=12, input_norm="batch")
     raw = torch.randn(10, 5, generator=torch.Generator().manual_seed(0))
     res = {
         m: analysis.analyze(mod, analysis.layer_input(mod, raw), m, n_draws=50, origin=origin[m])
@@ -269,7 +267,7 @@ def test_unknown_method_and_task_are_errors():
     with pytest.raises(ValueError, match="unknown method 'binary-3'"):
         analysis.get_method("binary-3")
     with pytest.raises(ValueError, match="unknown task 'timit'"):
-        analysis.init_model("timit", "gru", "float", size=3)
+        runs.init_model("timit", "gru", "float", size=3)
 
 
 def test_trained_checkpoints_are_found_and_loaded(mirror, tmp_path):
@@ -289,11 +287,11 @@ def test_trained_checkpoints_are_found_and_loaded(mirror, tmp_path):
         threads=1,
     )
     train(cfg, tmp_path / "runs", quiet=True)
-    run = analysis.find_runs(tmp_path, "ptb-char", "gru", "ternary-stoch", hidden=6)
-    assert len(run) == 1 and not analysis.find_runs(tmp_path, "ptb-char", "gru", "ternary-det")
-    assert not analysis.find_runs(tmp_path, "ptb-char", "lstm", "ternary-stoch")
+    run = runs.find_runs(tmp_path, "ptb-char", "gru", "ternary-stoch", hidden=6)
+    assert len(run) == 1 and not runs.find_runs(tmp_path, "ptb-char", "gru", "ternary-det")
+    assert not runs.find_runs(tmp_path, "ptb-char", "lstm", "ternary-stoch")
     seq = analysis.load_sequence("ptb-char", 12, seed=0)
-    models, origin = analysis.load_models(
+    models, origin = runs.load_models(
         "ptb-char", "gru", ["ternary-stoch", "float"], str(tmp_path), size=seq.size, hidden=6
     )
     assert origin == {"ternary-stoch": run[0].name, "float": "missing"}
@@ -396,11 +394,11 @@ def test_find_runs_skips_runs_of_other_experiments(tmp_path):
           data=pattern_data(800))  # fmt: skip
     for p in (tmp_path / "runs").glob("*/model.pt"):
         p.unlink()  # committed runs keep only the packed model
-    assert analysis.find_runs(tmp_path, "ptb-char", "lstm", "ternary-det", hidden=6) == []
-    assert analysis.find_runs(tmp_path, "ptb-char", "lstm", "float", hidden=6) == []
-    found = analysis.find_runs(tmp_path, "ptb-char", "lstm", "ternary-det", hidden=6,
+    assert runs.find_runs(tmp_path, "ptb-char", "lstm", "ternary-det", hidden=6) == []
+    assert runs.find_runs(tmp_path, "ptb-char", "lstm", "float", hidden=6) == []
+    found = runs.find_runs(tmp_path, "ptb-char", "lstm", "ternary-det", hidden=6,
                                layer_norm=True)  # fmt: skip
     assert len(found) == 1
-    _, origin = analysis.load_models("ptb-char", "lstm", ["ternary-det"], str(tmp_path),
+    _, origin = runs.load_models("ptb-char", "lstm", ["ternary-det"], str(tmp_path),
                                           size=8, hidden=6, layer_norm=True)  # fmt: skip
     assert origin["ternary-det"] == found[0].name

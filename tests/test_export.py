@@ -1,7 +1,6 @@
 """Packed export (round trips, bit widths, sizes, bad files, CLI), post-training quantization,
 the multiplication-free integer path and the operation counts."""
 
-import argparse
 import io
 import json
 import math
@@ -14,7 +13,6 @@ from qrnn import quantizer
 from qrnn.export import (
     ArchitectureMismatch,
     PackedFormatError,
-    add_cli,
     decode_codes,
     encode_codes,
     load_packed,
@@ -376,10 +374,9 @@ def data_env(mirror, session_cache, monkeypatch):
 
 
 def _cli(argv):
-    p = argparse.ArgumentParser(prog="qrnn")
-    add_cli(p.add_subparsers(dest="command", required=True))
-    args = p.parse_args(argv)
-    return args.func(args, args.subparser)
+    from qrnn.cli import main
+
+    return main(argv)
 
 
 def test_cli_errors_exit_2(tmp_path, capsys):
@@ -393,7 +390,8 @@ def test_cli_errors_exit_2(tmp_path, capsys):
 
 def test_trained_ptb_run_exports_and_runs_multiplication_free(data_env, tmp_path, capsys):
     from qrnn.data import lm_batches, load_text
-    from qrnn.train import load_model, run_id, train
+    from qrnn.runs import load_model
+    from qrnn.train import run_id, train
 
     cfg = RunConfig(task="ptb-char", hidden=16, epochs=1, bptt=20, batch_size=8,
                     train_limit=3000, eval_limit=1500, threads=1, scheme="ternary",

@@ -10,15 +10,15 @@ import pytest
 import torch
 
 from qrnn import records
+from qrnn.loop import clip_gradients_
+from qrnn.runs import load_model
 from qrnn.train import (
     Diverged,
     RunConfig,
     _Data,
     _LossMonitor,
-    clip_gradients_,
     evaluate,
     learned,
-    load_model,
     run_id,
     train,
 )

@@ -3,6 +3,9 @@
 Files come from the mirror folder ``$QRNN_DATA`` (or ``root=``), then the user cache
 (``$QRNN_CACHE``, else ``$XDG_CACHE_HOME/qrnn`` / ``~/.cache/qrnn``), then a verified download.
 Every file is checked against its known hash; data files are never part of this repository.
+
+Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
+Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 """
 
 from .batching import LMBatches, lm_batches, num_lm_batches, padding_mask, speech_batches

@@ -1,4 +1,8 @@
-"""Batching: truncated-BPTT windows over token streams, padded batches of utterances."""
+"""Batching: truncated-BPTT windows over token streams, padded batches of utterances.
+
+Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
+Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
+"""
 
 from __future__ import annotations
 

@@ -5,6 +5,9 @@ Resolution order for one file: ``<root>/<relpath>`` (the mirror named by ``QRNN_
 is checked against its known hash before use; successful checks are remembered in
 ``<cache>/verified.json`` (keyed by path, size and mtime) so repeat loads do not rehash.
 The mirror is only ever read.
+
+Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
+Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm  # not tqdm.auto: no widget warning inside notebooks
+
+from ..atomic import atomic_write_bytes
 
 __all__ = [
     "ChecksumError",
@@ -205,18 +210,7 @@ def verify(
 # --------------------------------------------------------------------------- writing
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder + ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+atomic_write = atomic_write_bytes  # the one atomic writer of qrnn (with fsync)
 
 
 def download(

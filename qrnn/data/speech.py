@@ -12,6 +12,9 @@ Recordings are ``{digit}_{speaker}_{index}.wav`` (8 kHz, 16-bit mono; 6 speakers
 Features are computed with librosa, cached in ``<cache>/fsdd/features-<key>.pt`` (key: hash of
 the extraction settings, the recordings manifest and the librosa version), and normalised per
 feature with mean/std of the training split only.
+
+Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
+Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 """
 
 from __future__ import annotations

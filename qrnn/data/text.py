@@ -1,4 +1,8 @@
-"""Language-modelling corpora: Penn Treebank (word and character level) and text8."""
+"""Language-modelling corpora: Penn Treebank (word and character level) and text8.
+
+Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
+Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,286 @@
+"""The study's grid as data: methods, tasks, experiments, the profiles that size them for a
+machine, and :func:`grid`, the runs of a profile. The grid follows Ott et al. 2016,
+*Recurrent Neural Networks With Limited Numerical Precision*, https://arxiv.org/abs/1608.06902
+(every choice the paper left open is ours).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import RunConfig, run_id
+
+ROOT = Path(__file__).resolve().parent.parent.parent  # the checkout (notebooks/, results/)
+TRAIN_NOTEBOOK = ROOT / "notebooks" / "train.ipynb"
+
+# (label, scheme, stochastic). pow2-ternary is deterministic in the paper.
+METHODS: tuple[tuple[str, str, bool], ...] = (
+    ("float", "float", False),
+    ("binary-det", "binary", False),
+    ("binary-stoch", "binary", True),
+    ("ternary-det", "ternary", False),
+    ("ternary-stoch", "ternary", True),
+    ("pow2-ternary", "pow2-ternary", False),
+    ("exponential-det", "exponential", False),
+    ("exponential-stoch", "exponential", True),
+)
+# the stochastic methods of the overfitting experiment (claim 3); pow2 stochastic is our extension
+STOCHASTIC_METHODS = ("float", "binary-stoch", "ternary-stoch", "pow2-stoch", "exponential-stoch")
+# the normalization-rescue experiment (issue: Hou et al. 2019, Ardakani et al. 2019)
+NORMALIZATION_METHODS = ("float", "binary-det", "binary-stoch", "ternary-det", "ternary-stoch")
+# issue 14: which of scale, zeros and noise makes binary weights fail. Binary with a scale
+# that depends on the matrix (Glorot bound; the shadow tensor's RMS), and float weights with
+# zero-mean noise of the per-weight variance of binary-stoch / ternary-stoch rounding.
+SCALE_METHODS = ("binary-glorot-det", "binary-glorot-stoch", "binary-rms-det", "binary-rms-stoch")
+NOISE_METHODS = ("float-noise-binary", "float-noise-ternary")
+# label -> the RunConfig fields that define the method
+_METHOD: dict[str, dict[str, Any]] = {
+    label: {"scheme": scheme, "stochastic": stoch} for label, scheme, stoch in METHODS
+}
+_METHOD["pow2-stoch"] = {"scheme": "pow2-ternary", "stochastic": True}
+for _scale in ("glorot", "rms"):
+    for _mode, _stoch in (("det", False), ("stoch", True)):
+        _METHOD[f"binary-{_scale}-{_mode}"] = {
+            "scheme": "binary", "stochastic": _stoch, "quantizer_options": {"scale": _scale}
+        }  # fmt: skip
+for _match in ("binary", "ternary"):
+    _METHOD[f"float-noise-{_match}"] = {"scheme": "float", "weight_noise": _match}
+
+
+def method_fields(label: str) -> dict[str, Any]:
+    """The RunConfig fields of a method label (``binary-det``, ``float-noise-binary`` ...)."""
+    if label not in _METHOD:
+        raise ValueError(f"unknown method {label!r}; known: {', '.join(_METHOD)}")
+    return dict(_METHOD[label])
+
+
+# task label -> RunConfig fields
+TASKS: dict[str, dict[str, Any]] = {
+    "ptb-char": {"task": "ptb-char"},
+    "fsdd": {"task": "fsdd", "split": "standard"},
+    "fsdd-speakers": {"task": "fsdd", "split": "speakers"},
+}
+PROFILES = ("smoke", "cpu", "paper", "paper-dry")
+# the GPU window of the paper profile (issue 18): float and one of each method family
+WINDOW_METHODS = ("float", "binary-det", "ternary-det", "ternary-stoch", "exponential-det")
+CELLS = ("rnn", "gru", "lstm")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A base configuration per task crossed with cells, methods and seeds."""
+
+    name: str
+    tasks: dict[str, dict[str, Any]]  # task label -> RunConfig fields for that task
+    cells: tuple[str, ...] = CELLS
+    methods: tuple[str, ...] = tuple(m[0] for m in METHODS)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One cell of the grid."""
+
+    experiment: str
+    task: str  # task label (ptb-char, fsdd, fsdd-speakers)
+    cell: str
+    method: str
+    seed: int
+    config: RunConfig = field(compare=False)
+
+    @property
+    def run_id(self) -> str:
+        return run_id(self.config)
+
+    def labels(self) -> dict[str, Any]:
+        return {
+            "experiment": self.experiment,
+            "task": self.task,
+            "cell": self.cell,
+            "method": self.method,
+            "seed": self.seed,
+        }
+
+
+# ------------------------------------------------------------------------------ profiles
+def _lm(**kw) -> dict:
+    return {"task": "ptb-char", **kw}
+
+
+def experiments(profile: str) -> list[Experiment]:
+    """The experiments of a profile. Sizes are ours and documented here.
+
+    ``cpu`` sizing (measured on the 2-core machine, one thread per run, two runs at a time):
+    PTB-char uses the first 1M training characters (of 5.0M), hidden 128, BPTT 100, batch 64,
+    4 epochs, validated and tested on the full splits; spoken digits use hidden 64, 15 epochs.
+    The overfitting experiment trains an LSTM with 256 units for 20 epochs on the first 100k
+    characters so that float overfits (claim 3 needs that regime). The normalization
+    experiment repeats the PTB-char and standard-split digit settings with weight
+    normalization for float, binary and ternary weights; the layernorm experiment does the
+    same with layer-normalized pre-activations for the LSTM (it runs the reference cells in a
+    Python time loop, about 2-3x slower, hence LSTM only).
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    fsdd_common = {"batch_size": 32, "lr": 3e-3, "input_norm": "batch", "early_stop": 4}
+    if profile == "smoke":
+        lm = _lm(hidden=16, epochs=2, bptt=20, batch_size=8, train_limit=4000, eval_limit=2000)
+        sp = {**fsdd_common, "hidden": 8, "epochs": 2, "batch_size": 16, "train_limit": 64,
+              "eval_limit": 32}  # fmt: skip
+        return [
+            Experiment(
+                "main",
+                {"ptb-char": lm, "fsdd": {**TASKS["fsdd"], **sp}},
+                cells=("gru",),
+                methods=("float", "binary-det", "ternary-stoch"),
+                seeds=(0,),
+                description="the whole pipeline on tiny settings",
+            ),
+            Experiment(
+                "overfit",
+                {"ptb-char": {**lm, "epochs": 3, "early_stop": 0}},
+                cells=("lstm",),
+                methods=("float", "ternary-stoch"),
+                seeds=(0,),
+            ),
+        ]
+    if profile == "cpu":
+        return _cpu_experiments(fsdd_common)
+    if profile == "paper-dry":  # the GPU window's grid at toy sizes, for a CPU check
+        tiny = _lm(hidden=16, embed=8, init="glorot", bptt=20, batch_size=8, epochs=1,
+                   train_limit=8000, eval_limit=4000)  # fmt: skip
+        return [Experiment("window", {"ptb-char": tiny}, cells=("lstm",),
+                           methods=WINDOW_METHODS, seeds=(0,))]  # fmt: skip
+    # paper: PTB-char 1 layer x 1000 units, BPTT 100, batch 64, Adam 2e-3 (our choices)
+    lm = _lm(hidden=1000, bptt=100, batch_size=64, epochs=30, lr=2e-3, early_stop=4)
+    sp = {**fsdd_common, "hidden": 256, "epochs": 40, "early_stop": 8}
+    window = _lm(hidden=1000, embed=64, init="glorot", bptt=100, batch_size=64, epochs=8,
+                 early_stop=0)  # fmt: skip
+    return [
+        Experiment(
+            "window",
+            {"ptb-char": window},
+            cells=("lstm",),
+            methods=WINDOW_METHODS,
+            seeds=(0,),
+            description="what fits a 10-minute window on one large GPU (scripts/paper_window.py)",
+        ),
+        Experiment(
+            "main",
+            {
+                "ptb-char": lm,
+                "fsdd": {**TASKS["fsdd"], **sp},
+                "fsdd-speakers": {**TASKS["fsdd-speakers"], **sp},
+            },
+        ),
+        Experiment(
+            "overfit",
+            {"ptb-char": _lm(hidden=1000, epochs=40, train_limit=1_000_000, early_stop=0)},
+            cells=("lstm",),
+            methods=STOCHASTIC_METHODS,
+        ),
+    ]
+
+
+# cpu profile: PTB-char headline (issue 12). Full training text (5.0M characters), a 32-wide
+# embedding, Glorot-uniform init per gate block with zero biases (the same for every method;
+# `init` is recorded, torch's default stays available), LSTM 256, BPTT 100 x batch 64
+# (784 optimizer steps per epoch), Adam 2e-3 halved when validation stops improving, at most
+# 5 epochs. About 190 s per epoch with two 1-thread runs at once.
+CPU_LM = _lm(hidden=256, embed=32, init="glorot", bptt=100, batch_size=64, epochs=5,
+             early_stop=2)  # fmt: skip
+# the other PTB cells at a smaller budget (labelled as such in the book): 128 units, 2 epochs
+CPU_LM_SMALL = {**CPU_LM, "hidden": 128, "epochs": 2}
+# overfitting regime (claim 3): the same LSTM on the first 250k training characters, batch
+# 32, 30 epochs, no early stop; float's best validation epoch then comes before its last
+CPU_OVERFIT = {**CPU_LM, "train_limit": 250_000, "batch_size": 32, "epochs": 30,
+               "early_stop": 0}  # fmt: skip
+
+
+def _cpu_experiments(fsdd_common: dict) -> list[Experiment]:
+    """The cpu profile (sizes measured on the 2-core machine, one thread per run, two runs at
+    a time). Experiments in the order the runner takes them."""
+    sp = {**fsdd_common, "hidden": 64, "epochs": 15, "init": "glorot"}
+    fsdd, speakers = {**TASKS["fsdd"], **sp}, {**TASKS["fsdd-speakers"], **sp}
+    return [
+        Experiment("main", {"ptb-char": CPU_LM}, cells=("lstm",),
+                   description="PTB-char LSTM 256: every method, 3 seeds (the headline)"),
+        Experiment("scale", {"ptb-char": CPU_LM}, cells=("lstm",), methods=SCALE_METHODS,
+                   description="binary with a matrix-dependent scale (issue 14: scale)"),
+        Experiment("noise", {"ptb-char": CPU_LM}, cells=("lstm",), methods=NOISE_METHODS,
+                   description="float + noise matched to binary/ternary rounding (issue 14)"),
+        Experiment("digits", {"fsdd": fsdd, "fsdd-speakers": speakers}, seeds=(0, 1, 2, 3, 4),
+                   description="spoken digits: split x cell x method x 5 seeds"),
+        Experiment("digits-cause", {"fsdd": fsdd}, cells=("gru",),
+                   methods=SCALE_METHODS + NOISE_METHODS, seeds=(0, 1, 2, 3, 4),
+                   description="the scale and noise controls on digits (GRU, issue 14)"),
+        Experiment("overfit", {"ptb-char": CPU_OVERFIT}, cells=("lstm",),
+                   methods=STOCHASTIC_METHODS,
+                   description="small training text, many epochs: float overfits (claim 3)"),
+        Experiment("ptb-cells", {"ptb-char": CPU_LM_SMALL}, cells=("rnn", "gru"),
+                   description="PTB-char vanilla RNN and GRU at a smaller budget"),
+        Experiment("normalization",
+                   {"ptb-char": {**CPU_LM, "weight_norm": True}, "fsdd": {**fsdd,
+                    "weight_norm": True}},
+                   cells=("lstm",), methods=NORMALIZATION_METHODS,
+                   description="weight normalization of the quantized matrices: does it "
+                   "rescue binary weights?"),
+        Experiment("layernorm",
+                   {"ptb-char": {**CPU_LM, "layer_norm": True}, "fsdd": {**fsdd,
+                    "layer_norm": True}},
+                   cells=("lstm",), methods=NORMALIZATION_METHODS,
+                   description="layer normalization of the gate pre-activations (Hou et al. "
+                   "2019; reference cells in a time loop, LSTM only)"),
+    ]  # fmt: skip
+
+
+def parse_only(only: Iterable[str] | None) -> dict[str, set[str]]:
+    """``--only key=v1,v2`` filters (keys: experiment, task, cell, method, seed)."""
+    keys = ("experiment", "task", "cell", "method", "seed")
+    out: dict[str, set[str]] = {}
+    for item in only or ():
+        key, sep, values = item.partition("=")
+        if not sep or key not in keys or not values:
+            raise ValueError(
+                f"malformed filter {item!r}; use KEY=V1[,V2...] with KEY one of {', '.join(keys)}"
+            )
+        out.setdefault(key, set()).update(v for v in values.split(",") if v)
+    return out
+
+
+def grid(profile: str, only: Iterable[str] | None = None, threads: int = 1) -> list[Run]:
+    """Every run of ``profile`` (optionally filtered), in a fixed order."""
+    filters = parse_only(only)
+    exps = experiments(profile)
+    known = {
+        "experiment": {e.name for e in exps},
+        "task": {t for e in exps for t in e.tasks},
+        "cell": {c for e in exps for c in e.cells},
+        "method": {m for e in exps for m in e.methods},
+        "seed": {str(s) for e in exps for s in e.seeds},
+    }
+    for key, values in filters.items():
+        bad = sorted(values - known[key])
+        if bad:
+            raise ValueError(
+                f"--only {key}: unknown {', '.join(bad)}; the {profile} profile has "
+                f"{', '.join(sorted(known[key]))}"
+            )
+    runs = []
+    for e in exps:
+        for task, cell, method, seed in itertools.product(e.tasks, e.cells, e.methods, e.seeds):
+            labels = {"experiment": e.name, "task": task, "cell": cell, "method": method,
+                      "seed": str(seed)}  # fmt: skip
+            if any(labels[k] not in v for k, v in filters.items()):
+                continue
+            cfg = RunConfig(
+                **{**e.tasks[task], "cell": cell, **method_fields(method), "seed": seed,
+                   "threads": threads}
+            )  # fmt: skip
+            runs.append(Run(e.name, task, cell, method, seed, cfg))
+    return runs

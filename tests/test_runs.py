@@ -1,0 +1,62 @@
+"""Run folders (qrnn.runs): finding a run, its status, the finished runs; one atomic writer."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qrnn import records, runs
+from qrnn.data import sources
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _record(folder: Path, status: str) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"status": status}))
+    return folder
+
+
+def test_find_run_by_folder_id_and_prefix(tmp_path):
+    a = _record(tmp_path / "ptb-char_rnn_float_aaaa", "completed")
+    _record(tmp_path / "ptb-char_rnn_float_aabb", "completed")
+    assert runs.find_run(str(a), tmp_path) == a
+    assert runs.find_run(str(a / "run.json"), tmp_path) == a
+    assert runs.find_run("ptb-char_rnn_float_aaa", tmp_path) == a
+    with pytest.raises(ValueError, match="ambiguous"):
+        runs.find_run("ptb-char_rnn_float_aa", tmp_path)
+    with pytest.raises(FileNotFoundError, match="no run"):
+        runs.find_run("gru", tmp_path)
+
+
+def test_record_status_and_finished_runs_agree_with_the_script(tmp_path):
+    states = {"completed": "completed", "diverged": "diverged", "failed": "failed",
+              "running": "interrupted"}  # fmt: skip
+    for recorded, status in states.items():
+        d = _record(tmp_path / "p" / "runs" / recorded, recorded)
+        assert runs.record_status(d) == status
+    bad = tmp_path / "p" / "runs" / "corrupt"
+    bad.mkdir()
+    (bad / "run.json").write_text("{trunc")
+    assert runs.record_status(bad) == "failed"
+    assert runs.record_status(tmp_path / "p" / "runs" / "none") == "pending"
+    found = [str(p) for p in runs.finished_runs(tmp_path)]
+    assert sorted(Path(p).name for p in found) == ["completed", "diverged", "failed"]
+    script = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "finished_runs.py"), str(tmp_path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert script.stdout.split() == found
+
+
+def test_trained_needs_completion_and_weights(tmp_path):
+    d = _record(tmp_path / "r", "completed")
+    assert not runs.trained(d)
+    (d / "model.npz").write_bytes(b"")
+    assert runs.trained(d)
+
+
+def test_one_atomic_writer():
+    assert records.atomic_write_bytes is sources.atomic_write
