@@ -30,9 +30,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from qrnn import study
+from qrnn import study, viz
 
-sns.set_theme(style="whitegrid")
+viz.style()
 results_dir = Path(results_dir) if results_dir else study.ROOT / "results"
 folder = results_dir / profile
 if refresh or not (folder / "summary.csv").exists():
@@ -65,7 +65,7 @@ cols = [
 ]
 table[cols]
 
-# %% mystnb={"image": {"alt": "Test metric per method and cell; dotted: baseline"}}
+# %% mystnb={"image": {"alt": "Test metric per method and cell; dotted: baseline"}, "figure": {"caption": "Test metric per method and cell (mean and standard deviation over seeds), one panel per task; dotted: the unigram or chance baseline."}}
 for (experiment, metric), part in runs.groupby(["experiment", "metric"]):
     g = sns.catplot(
         data=part,
@@ -80,11 +80,13 @@ for (experiment, metric), part in runs.groupby(["experiment", "metric"]):
         height=3.2,
         aspect=1.4,
         sharey=False,
+        palette=viz.palette(sorted(part["cell"].unique())),
     )
     for ax in g.axes.flat:
         ax.tick_params(axis="x", rotation=60)
         base = part["baseline"].iloc[0]
         ax.axhline(base, color="grey", ls=":", lw=1)
+        ax.set(ylabel=viz.METRIC_LABELS.get(metric, f"test {metric}"))
     g.figure.suptitle(f"{experiment}: test {metric} (dotted: baseline)", y=1.03)
     plt.show()
 

@@ -86,7 +86,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from qrnn import presets
+from qrnn import presets, viz
 from qrnn.analysis import weight_frame
 from qrnn.runs import load_model
 from qrnn.train import RunConfig, load_data, run_id, train
@@ -116,9 +116,10 @@ print(record["status"], record["test"])
 # %% [markdown]
 # ## Learning curve
 
-# %%
+# %% mystnb={"figure": {"caption": "Learning curve of this run: training and validation metric per epoch; dotted: the unigram (PTB) or chance (digits) baseline."}, "image": {"alt": "Training and validation metric per epoch of this run"}}
 style()
 metric = record["metric"]["name"]
+UNITS = {"bpc": "BPC (bits per character)", "error": "error rate", "perplexity": "perplexity"}
 epochs = pd.DataFrame(record["epochs"])
 if len(epochs):
     long = epochs.melt("epoch", ["train_metric", "valid_metric"], "split", metric)
@@ -126,7 +127,8 @@ if len(epochs):
     fig, ax = plt.subplots(figsize=(5, 3.2), dpi=80)
     sns.lineplot(data=long, x="epoch", y=metric, hue="split", marker="o", ax=ax)
     ax.axhline(record["baseline"]["metric"], color="grey", ls=":", lw=1)
-    ax.set_title(f"{record['run_id']} (dotted: {record['baseline']['name']})")
+    ax.set(ylabel=f"{UNITS.get(metric, metric)}, lower is better", title=record["run_id"])
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), title="split")
     plt.show()
 else:
     print("no completed epoch:", record["diverged"] or record["error"])
@@ -137,7 +139,7 @@ else:
 # Shadow (full-precision) and quantized weights of the first recurrent layer of the
 # best-validation model: the quantized ones take only the method's few values.
 
-# %%
+# %% mystnb={"figure": {"caption": "Shadow (full-precision) and quantized weights of the first recurrent layer, per matrix."}, "image": {"alt": "Histograms of the shadow and quantized recurrent weights"}}
 run_dir = results / record["run_id"]
 if histograms and (run_dir / "model.pt").exists():
     model, _ = load_model(run_dir)
@@ -150,6 +152,8 @@ if histograms and (run_dir / "model.pt").exists():
         facet_kws={"sharex": False, "sharey": False},
         height=2.4,
     )
+    g.set_titles("{row_name}: {col_name}")
+    g.figure.subplots_adjust(hspace=0.45)
     plt.show()
 
 # %% [markdown]
@@ -158,12 +162,24 @@ if histograms and (run_dir / "model.pt").exists():
 # Every record in `results_dir` that differs from this run only in the method (`scheme`,
 # `stochastic`, `quantizer_options`): run the notebook again with another method to compare.
 
-# %%
+# %% mystnb={"figure": {"caption": "Validation curves of the runs in results_dir that differ from this one only in the method; dotted: the baseline."}, "image": {"alt": "Validation metric per epoch for each method run with these settings"}}
 if histograms:
     curves = presets.method_curves(results, config)
     fig, ax = plt.subplots(figsize=(6, 3.4), dpi=80)
-    sns.lineplot(data=curves, x="epoch", y="valid_metric", hue="method", marker="o", ax=ax)
+    known = set(curves["method"]) <= set(viz.METHOD_COLORS)  # one colour per method
+    sns.lineplot(
+        data=curves,
+        x="epoch",
+        y="valid_metric",
+        hue="method",
+        marker="o",
+        ax=ax,
+        palette=viz.palette(sorted(set(curves["method"]))) if known else None,
+    )
     ax.axhline(record["baseline"]["metric"], color="grey", ls=":", lw=1)
-    ax.set(ylabel=f"validation {metric}", title=f"{config.task} {config.cell}: methods")
+    ax.set(
+        ylabel=f"validation {UNITS.get(metric, metric)}",
+        title=f"{config.task} {config.cell}: methods",
+    )
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1))
     plt.show()
