@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from . import analysis
+from . import analysis, noisetime
 from .noisetime import MODES as MODES
 from .noisetime import Dynamics as Dynamics
 from .noisetime import NoiseResult as NoiseResult
@@ -29,19 +29,7 @@ from .noisetime import layer_dynamics as layer_dynamics
 from .noisetime import mean_weights as mean_weights
 from .noisetime import noise_through_time as noise_through_time
 
-__all__ = [
-    "MODES",
-    "Dynamics",
-    "NoiseResult",
-    "deviation_summary",
-    "draw_generator",
-    "draw_quantiles",
-    "drawn_weights",
-    "layer_dynamics",
-    "mean_weights",
-    "noise_study",
-    "noise_through_time",
-]
+__all__ = sorted([*noisetime.__all__, "noise_study"])
 
 
 # ------------------------------------------------------------------------------ driver
