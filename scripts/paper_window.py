@@ -9,7 +9,7 @@ exponential-det; seed 0), all runs at once on the one GPU, then a GPU layer benc
 profile, tiny benchmark) in about a minute: the test suite runs it.
 
     QRNN_DATA=... python scripts/paper_window.py --out "$OUT"          # on the GPU machine
-    QRNN_DATA=... python scripts/paper_window.py --dry --out /tmp/win  # here, a check
+    QRNN_DATA=... python scripts/paper_window.py --dry --out runs/win  # here, a check
 """
 
 from __future__ import annotations
