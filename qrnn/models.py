@@ -34,11 +34,22 @@ def io_quantized(model: nn.Module) -> bool:
     return any(isinstance(m, _QuantIO) and m.quantizer.name != "float" for m in model.modules())
 
 
-def _config(model: LanguageModel | DigitClassifier) -> dict[str, Any]:
-    return {**model._structure, "quantize_io": io_quantized(model), **model.rnn.quant_config()}
+class _Configurable(nn.Module):
+    """A model that keeps its configuration: :attr:`config` rebuilds it via :meth:`from_config`."""
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this model (:meth:`from_config`), with the
+        method as its layers stand now (a post-training quantized copy reports its new one)."""
+        return {**self._structure, "quantize_io": io_quantized(self), **self.rnn.quant_config()}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]):
+        """The model described by ``config`` (:attr:`config`), freshly initialized."""
+        return cls(**config)
 
 
-class LanguageModel(nn.Module):
+class LanguageModel(_Configurable):
     """Embedding (or one-hot when ``embed=0``) -> quantized RNN/GRU/LSTM stack -> linear.
 
     ``forward(x (T, B) long, state) -> (logits (T, B, V), state)``; carry ``state`` across
@@ -70,17 +81,6 @@ class LanguageModel(nn.Module):
         self.rnn = _rnn(cell, embed or vocab_size, hidden, layers, dropout=inner, **quant)
         self.out = QuantLinear(hidden, vocab_size, **io)
 
-    @property
-    def config(self) -> dict[str, Any]:
-        """The constructor arguments that rebuild this model (:meth:`from_config`), with the
-        method as its layers stand now (a post-training quantized copy reports its new one)."""
-        return _config(self)
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> LanguageModel:
-        """The model described by ``config`` (:attr:`config`), freshly initialized."""
-        return cls(**config)
-
     def forward(self, x: Tensor, state=None):
         if self.embed is None:
             e = nn.functional.one_hot(x, self.vocab_size).to(self.out.weight.dtype)  # (T, B, V)
@@ -90,7 +90,7 @@ class LanguageModel(nn.Module):
         return self.out(self.drop(h)), state  # (T, B, V)
 
 
-class DigitClassifier(nn.Module):
+class DigitClassifier(_Configurable):
     """Optional input normalization -> quantized RNN/GRU/LSTM -> pooled state -> 10 digits.
 
     ``input_norm="batch"`` is the authors' choice (BatchNorm on the layer input ``x_t`` only,
@@ -137,17 +137,6 @@ class DigitClassifier(nn.Module):
         io = {k: quant[k] for k in ("scheme", "stochastic", "quantizer_options") if k in quant}
         dirs = 2 if bidirectional else 1
         self.out = QuantLinear(hidden * dirs, n_classes, **(io if quantize_io else {}))
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """The constructor arguments that rebuild this model (:meth:`from_config`), with the
-        method as its layers stand now (a post-training quantized copy reports its new one)."""
-        return _config(self)
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> DigitClassifier:
-        """The model described by ``config`` (:attr:`config`), freshly initialized."""
-        return cls(**config)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
