@@ -241,6 +241,7 @@ def _study(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if args.study_command == "run":
             outcomes = study.run_study(
                 args.profile, args.results, only=args.only, jobs=args.jobs,
+                threads=args.threads,
                 executor=args.executor, scheduler=args.scheduler, data_root=args.data,
                 quiet=args.quiet,
             )  # fmt: skip
@@ -390,12 +391,10 @@ def build_parser() -> argparse.ArgumentParser:
             )
         if name == "run":
             sp.add_argument("--jobs", type=int, default=None, help="runs at a time (local)")
-            sp.add_argument(
-                "--executor",
-                choices=("local", "dask"),
-                default="local",
-                help="local processes or Dask distributed",
-            )
+            sp.add_argument("--threads", type=int, default=None,
+                            help="threads per run (default: cores // jobs)")  # fmt: skip
+            sp.add_argument("--executor", choices=("local", "dask"), default="local",
+                            help="local processes or Dask distributed")  # fmt: skip
             sp.add_argument(
                 "--scheduler", default=None, help="Dask scheduler address (default: a LocalCluster)"
             )

@@ -164,6 +164,11 @@ def test_interrupted_study_resumes_with_the_same_summary(data_env, tmp_path):
     assert sa.equals(sb)
 
 
+def test_threads_per_run_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="threads must be at least 1, got 0"):
+        study.run_study("smoke", tmp_path, only=ONLY, jobs=1, threads=0, quiet=True)
+
+
 def test_dask_executor_gives_the_same_records_as_local(data_env, tmp_path):
     pytest.importorskip("distributed")
     local = study.run_study("smoke", tmp_path / "local", only=ONLY, jobs=2, quiet=True)

@@ -124,6 +124,7 @@ def run_study(
     *,
     only: Iterable[str] | None = None,
     jobs: int | None = None,
+    threads: int | None = None,
     executor: str = "local",
     scheduler: str | None = None,
     data_root: str | None = None,
@@ -133,7 +134,9 @@ def run_study(
     """Run (or resume) a profile's grid; returns one outcome per run, in grid order.
 
     ``executor="local"``: ``jobs`` runs at a time (default: one per core; each run gets
-    ``cores // jobs`` threads: two 1-thread runs beat one 2-thread run on this CPU).
+    ``cores // jobs`` threads unless ``threads`` is given: two 1-thread runs beat one 2-thread
+    run on this CPU). Two runners side by side should each pass ``threads``: more busy threads
+    than cores makes the oneDNN LSTM kernels spin and slowed each epoch 5-10x here.
     ``executor="dask"``: submit to the Dask scheduler at ``scheduler`` (``None`` starts a
     ``LocalCluster``).
     """
@@ -144,7 +147,9 @@ def run_study(
         jobs = cores if executor == "local" else 1
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
-    threads = max(1, cores // jobs)
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    threads = threads or max(1, cores // jobs)
     runs = grid(profile, only, threads=threads)
     # experiment by experiment (in the profile's order), seed-major inside each: a complete
     # headline grid for seed 0 arrives first if the study is cut short
