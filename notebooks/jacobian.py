@@ -133,8 +133,9 @@ summary.set_index("method").drop(columns=["cell", "hidden", "steps"]).round(4)
 #
 # At initialization these layers share their shadow weights. Binary with $H = 1$ and with
 # Glorot-scaled $H$ have the same signs, so what separates them is the scale alone;
-# Glorot-scaled binary and ternary have the same scale, so what separates them is rounding the
-# small weights to $\pm H$ instead of 0 (the noise and zero-fraction columns). On trained
+# Glorot-scaled binary and ternary share the bound $H$ but not the effective scale: ternary
+# rounds most small weights to 0 where binary rounds them to $\pm H$, so its matrices have a
+# far smaller RMS and spectral norm (the zero-fraction, noise and norm columns). On trained
 # checkpoints the weights differ by training as well.
 
 # %%
