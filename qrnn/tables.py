@@ -15,6 +15,7 @@ import json
 import math
 from pathlib import Path
 
+from .causes import cause_verdicts, causes_table
 from .records import load_record
 from .runs import runs_dir
 from .verdicts import GROUP, LEVEL, MARGINS, claim_verdict, count_text, group_verdict, interval
@@ -149,8 +150,9 @@ def groups(runs):
 
 
 def summarize(profile: str, results: str | Path = "results"):
-    """Write ``runs.csv``, ``summary.csv``, ``claims.csv``, ``causes.csv`` and
-    ``normalization.csv`` under ``results/<profile>/``; return the runs and summary frames."""
+    """Write ``runs.csv``, ``summary.csv``, ``claims.csv``, ``causes.csv``,
+    ``cause_verdicts.csv`` and ``normalization.csv`` under ``results/<profile>/``; return the
+    runs and summary frames."""
     import pandas as pd
 
     from .records import atomic_write_bytes
@@ -168,7 +170,8 @@ def summarize(profile: str, results: str | Path = "results"):
     write("runs.csv", runs)
     write("summary.csv", summary)
     write("claims.csv", pd.DataFrame(claims(runs, summary)))
-    for name, table in (("causes.csv", causes_table(summary)),
+    causes = causes_table(summary)
+    for name, table in (("causes.csv", causes), ("cause_verdicts.csv", cause_verdicts(causes)),
                         ("normalization.csv", normalization_table(summary))):  # fmt: skip
         if len(table):
             write(name, table)
@@ -285,23 +288,6 @@ def _claim3(runs, summary) -> dict:
             "counts": count_text([outcome]),
             "ours": f"{best['method']} (best validation): gap {_fmt(best)} BPC, {LEVEL:.0%} "
                     f"interval, n={int(best['n_paired'])}; {why}"}  # fmt: skip
-
-
-def causes_table(summary):
-    """Issue 14: binary with unit, Glorot and RMS scale, float with matched noise, and the
-    stochastic ternary reference, side by side per task (gap to float with its interval)."""
-    prefixes = ("binary-det", "binary-stoch", "binary-glorot", "binary-rms", "float-noise",
-                "ternary-stoch")  # fmt: skip
-    methods = {m for m in summary["method"].unique() if m.startswith(prefixes)}
-    pairs = {("main", "ptb-char", "lstm"), ("scale", "ptb-char", "lstm"),
-             ("noise", "ptb-char", "lstm"), ("digits", "fsdd", "gru"),
-             ("digits-cause", "fsdd", "gru")}  # fmt: skip
-    keep = [(e, t, c) in pairs and m in methods
-            for e, t, c, m in zip(summary["experiment"], summary["task"], summary["cell"],
-                                  summary["method"], strict=True)]  # fmt: skip
-    cols = ["task", "cell", "method", "metric", "n", "diverged", "learned", "test_mean",
-            "gap_mean", "gap_lo", "gap_hi", "verdict", "works", "zero_init"]  # fmt: skip
-    return summary[keep][cols].reset_index(drop=True)
 
 
 def normalization_table(summary):

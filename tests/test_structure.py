@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "qrnn"
 # every other module of the package is the library layer
 EXPERIMENT = {
     "qrnn.assemble",
+    "qrnn.causes",
     "qrnn.cli",
     "qrnn.config",
     "qrnn.loop",
