@@ -265,6 +265,9 @@ def _study(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 if args.verbose and name in ("running", "interrupted", "failed", "diverged"):
                     for rid in ids:
                         print(f"      {rid}{run_note(name, folder / rid)}")
+            if args.cost:
+                table = study.cost(args.profile, args.results, args.cost, args.only)
+                print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
             return 0
         if args.study_command == "ptq":
             made = study.post_training(args.profile, args.results, data_root=args.data)
@@ -383,24 +386,20 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--results", default="results", help="results folder")
         sp.add_argument("--data", default=None, help="data mirror folder (default: $QRNN_DATA)")
         if name not in ("summarize", "init-table"):
-            sp.add_argument(
-                "--only",
-                action="append",
-                metavar="KEY=V1,V2",
-                help="filter: experiment, task, cell, method or seed (repeatable)",
-            )
+            only_help = "filter: experiment, task, cell, method or seed (repeatable)"
+            sp.add_argument("--only", action="append", metavar="KEY=V1,V2", help=only_help)
         if name == "run":
             sp.add_argument("--jobs", type=int, default=None, help="runs at a time (local)")
             sp.add_argument("--threads", type=int, default=None,
                             help="threads per run (default: cores // jobs)")  # fmt: skip
             sp.add_argument("--executor", choices=("local", "dask"), default="local",
                             help="local processes or Dask distributed")  # fmt: skip
-            sp.add_argument(
-                "--scheduler", default=None, help="Dask scheduler address (default: a LocalCluster)"
-            )
+            sp.add_argument("--scheduler", help="Dask scheduler address (default: a LocalCluster)")
             sp.add_argument("--quiet", action="store_true", help="no progress bar")
         if name == "status":
             sp.add_argument("--verbose", "-v", action="store_true", help="list unfinished ids")
+            sp.add_argument("--cost", type=int, nargs="?", const=2, metavar="WORKERS",
+                            help="hours per experiment: measured, estimated")  # fmt: skip
         sp.set_defaults(func=_study, subparser=sp)
     _add_debug(p)
     for name, sp in sub.choices.items():

@@ -5,9 +5,9 @@ Precision*, https://arxiv.org/abs/1608.06902.
 
 An *experiment* is a base configuration crossed with axes (task x cell x method x seed).
 A *profile* sizes every experiment for a machine: ``smoke`` (CI, minutes), ``cpu`` (the
-default; the main grid and the overfitting experiment with 3 seeds in about 3 hours on 2
-cores, the normalization and layernorm experiments about 1.5 hours more), ``paper`` (paper-scale
-settings for a GPU; every choice is ours, since the paper's settings were not published).
+default, sized for a 2-core machine; ``qrnn study status --cost`` gives its measured and
+estimated hours), ``paper`` (paper-scale settings for a GPU; every choice is ours, since the
+paper's settings were not published).
 
 Each run executes ``notebooks/train.ipynb`` through papermill; the executed notebook is kept
 next to the run record in ``results/<profile>/runs/<run-id>/``. Runs whose record is complete
@@ -17,7 +17,7 @@ parallel through ``concurrent.futures`` (local) or Dask distributed (``executor=
 One module per concern, their names importable from here:
 
 * ``qrnn.study.grid``: methods, tasks, experiments, profiles, :func:`grid`;
-* ``qrnn.study.runner``: :func:`execute_run`, :func:`run_study`, :func:`status`;
+* ``qrnn.study.runner``: :func:`execute_run`, :func:`run_study`, :func:`status`, :func:`cost`;
 * ``qrnn.study.summaries``: :func:`summarize` (tables and claims: ``qrnn.tables``),
   :func:`init_table`, :func:`unigram_baseline`;
 * ``qrnn.study.ptq``: :func:`post_training`, :func:`summarize_ptq`;
@@ -49,7 +49,7 @@ from .grid import (
     parse_only,
 )
 from .ptq import PTQ_METHODS, PTQ_SCHEMA, post_training, summarize_ptq
-from .runner import execute_notebook, execute_run, run_study, status
+from .runner import cost, execute_notebook, execute_run, run_study, status
 from .summaries import (
     NORMALIZATIONS,
     claims,
@@ -84,6 +84,7 @@ __all__ = [
     "Run",
     "claims",
     "collect",
+    "cost",
     "execute_notebook",
     "execute_run",
     "experiments",

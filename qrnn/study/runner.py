@@ -234,3 +234,41 @@ def status(profile: str, results: str | Path = "results", only=None) -> dict[str
     for r in grid(profile, only):
         by[record_status(out / r.run_id)].append(r.run_id)
     return by
+
+
+def cost(profile: str, results: str | Path = "results", jobs: int = 2, only=None):
+    """The profile's cost in CPU hours, per experiment: ``measured_h`` sums the wall time of
+    the finished runs (from their records, kernel start-up excluded); ``remaining_h``
+    estimates each unfinished run by the mean of the finished runs of its (experiment, task,
+    cell), else of its experiment (NaN: nothing to estimate from); ``wall_h`` is the total on
+    ``jobs`` one-thread workers. The measured times are those of their machine and load."""
+    import pandas as pd
+
+    out = runs_dir(results, profile)
+    rows = []
+    for r in grid(profile, only):
+        rec = out / r.run_id / "run.json"
+        done = record_status(out / r.run_id) in ("completed", "diverged", "failed")
+        try:
+            wall = json.loads(rec.read_text()).get("wall_time_s") if done else None
+        except (OSError, ValueError, AttributeError):  # a failed run may have no readable record
+            wall = None
+        rows.append({"experiment": r.experiment, "task": r.task, "cell": r.cell,
+                     "finished": done, "wall_s": wall})  # fmt: skip
+    df = pd.DataFrame(rows)
+    known = df[df["finished"] & df["wall_s"].notna()]
+    by_cell = known.groupby(["experiment", "task", "cell"])["wall_s"].mean()
+    by_exp = known.groupby("experiment")["wall_s"].mean()
+    guess = [by_cell.get((e, t, c), by_exp.get(e, float("nan")))
+             for e, t, c in zip(df["experiment"], df["task"], df["cell"], strict=True)]  # fmt: skip
+    df["remaining_s"] = [0.0 if f else g for f, g in zip(df["finished"], guess, strict=True)]
+    table = df.groupby("experiment", sort=False).agg(
+        runs=("finished", "size"), finished=("finished", "sum"),
+        measured_h=("wall_s", lambda s: s.sum() / 3600),
+        remaining_h=("remaining_s", lambda s: s.sum(min_count=len(s)) / 3600),
+    ).reset_index()  # fmt: skip
+    n = len(table)
+    table.loc[n] = ["total", table["runs"].sum(), table["finished"].sum(),
+                    table["measured_h"].sum(), table["remaining_h"].sum(min_count=n)]  # fmt: skip
+    table["wall_h"] = (table["measured_h"] + table["remaining_h"]) / jobs
+    return table
