@@ -93,10 +93,10 @@ def _decide(cause: str, mode: str, get) -> tuple[str, list]:
     used = [tern, unit, *scaled]
     if unit is not None and _state(unit) == "works":
         return "not required (binary with H = 1 works without zeros)", used
-    if tern is None or not scaled:
-        return "not tested", used
     if any(_state(r) == "works" for r in scaled):
         return "not required (scaled binary works without zeros)", used
+    if tern is None or not scaled:
+        return "not tested", used
     if _state(tern) == "works" and all(
         _state(r) == "fails" for r in [unit, *scaled] if r is not None
     ):

@@ -59,6 +59,8 @@ def test_zeros_are_required_only_when_every_binary_scale_fails_and_ternary_works
     v = _verdicts({"ternary-stoch": "works", "binary-stoch": "fails",
                    "binary-glorot-stoch": "works"})  # fmt: skip
     assert v.loc[("zeros", "stoch"), "verdict"].startswith("not required")
+    v = _verdicts({"binary-stoch": "fails", "binary-rms-stoch": "works"})  # no ternary needed
+    assert v.loc[("zeros", "stoch"), "verdict"].startswith("not required")
     v = _verdicts({"ternary-det": "works", "binary-det": "works"})
     assert v.loc[("zeros", "det"), "verdict"].startswith("not required")
 
