@@ -56,6 +56,8 @@ def _state(row) -> str:
 def _evidence(row) -> str:
     if row["works"] == "diverged" or not math.isfinite(row["gap_mean"]):
         return f"{row['method']}: {row['works']} (n={int(row['n'])})"
+    if not math.isfinite(row["gap_lo"]):  # one seed: no interval
+        return f"{row['method']}: {_state(row)}, gap {row['gap_mean']:+.3f} (n={int(row['n'])})"
     return (
         f"{row['method']}: {_state(row)}, gap {row['gap_mean']:+.3f} "
         f"[{row['gap_lo']:+.3f}, {row['gap_hi']:+.3f}] (n={int(row['n'])})"
@@ -69,10 +71,10 @@ def _decide(cause: str, mode: str, get) -> tuple[str, list]:
     scaled = [r for r in (get(f"binary-glorot-{mode}"), get(f"binary-rms-{mode}")) if r is not None]
     if cause == "scale":
         used = [unit, *scaled]
+        if unit is not None and _state(unit) == "works":
+            return "not the cause (H = 1 works)", used
         if unit is None or not scaled:
             return "not tested", used
-        if _state(unit) == "works":
-            return "not the cause (H = 1 works)", used
         states = {_state(r) for r in scaled}
         if _state(unit) == "fails" and "works" in states:
             return "supported", used
@@ -82,10 +84,10 @@ def _decide(cause: str, mode: str, get) -> tuple[str, list]:
     if cause == "noise":
         noisy = get("float-noise-binary")
         used = [unit, noisy]
+        if unit is not None and _state(unit) == "works":
+            return "not the cause (binary-stoch works)", used
         if unit is None or noisy is None:
             return "not tested", used
-        if _state(unit) == "works":
-            return "not the cause (binary-stoch works)", used
         return {"fails": "supported", "works": "not supported"}.get(
             _state(noisy), "inconclusive"
         ), used
