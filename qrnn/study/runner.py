@@ -136,7 +136,7 @@ def run_study(
     ``executor="local"``: ``jobs`` runs at a time (default: one per core; each run gets
     ``cores // jobs`` threads unless ``threads`` is given: two 1-thread runs beat one 2-thread
     run on this CPU). Two runners side by side should each pass ``threads``: more busy threads
-    than cores makes the oneDNN LSTM kernels spin and slowed each epoch 5-10x here.
+    than cores makes the oneDNN LSTM kernels spin (PTB epochs of 800-1600 s, not ~100 s).
     ``executor="dask"``: submit to the Dask scheduler at ``scheduler`` (``None`` starts a
     ``LocalCluster``).
     """
