@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..runs import runs_dir
+from ..tables import MAIN_GRID
 from .grid import grid
 from .ptq import _cached_data, _trained_dir, _write_timed_record
 
@@ -30,13 +31,14 @@ def hardware(
     recordings: int = 8,
 ) -> list[dict]:
     """What the hardware gains, measured on the trained models: every finished run of the
-    ``main`` experiment with its weights (``model.pt``) is packed (:func:`qrnn.export.pack_model`)
-    and unpacked (outputs must be identical), its recurrent layer's operations and energy per
-    step are counted (:mod:`qrnn.hardware`), and the multiplication-free integer path is run on
-    real test inputs (PTB: the first ``seq_len`` test characters; digits: the first
-    ``recordings`` test recordings) against the float evaluation of the same quantized model.
-    One record per run: ``results/<profile>/hardware/<run-id>.json`` (schema
-    ``qrnn.hardware/1``); existing records are kept. Returns the records."""
+    main grid (``MAIN_GRID``) with its weights (``model.pt`` or ``model.npz``) is packed
+    (:func:`qrnn.export.pack_model`) and unpacked (outputs must be identical), its recurrent
+    layer's operations and energy per step are counted (:mod:`qrnn.hardware`), and the
+    multiplication-free integer path is run on real test inputs (PTB: the first ``seq_len``
+    test characters; digits: the first ``recordings`` test recordings) against the float
+    evaluation of the same quantized model. One record per run:
+    ``results/<profile>/hardware/<run-id>.json`` (schema ``qrnn.hardware/1``); existing
+    records are kept. Returns the records."""
     import tempfile
 
     import torch
@@ -52,7 +54,7 @@ def hardware(
     for run in grid(profile, only):
         run_dir = runs_dir(results, profile) / run.run_id
         path = out_dir / f"{run.run_id}.json"
-        if run.experiment != "main":
+        if run.experiment not in MAIN_GRID:
             continue
         if path.exists():
             made.append(json.loads(path.read_text()))

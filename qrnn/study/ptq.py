@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..config import RunConfig
 from ..runs import runs_dir, trained
+from ..tables import MAIN_GRID
 from .grid import _METHOD, Run, grid
 
 
@@ -46,8 +47,8 @@ def post_training(
     data_root: str | None = None,
     only: Iterable[str] | None = None,
 ) -> list[dict]:
-    """Post-training quantization: every finished float run of the ``main`` experiment that has
-    its best weights (``model.pt``) is quantized with each deterministic method, without
+    """Post-training quantization: every finished float run of the main grid (``MAIN_GRID``)
+    that has its best weights (``model.pt``) is quantized with each deterministic method, without
     retraining, and evaluated on its test split. One record per (float run, method) is written
     to ``results/<profile>/ptq/<float-run-id>/<method>.json`` (schema ``qrnn.ptq/1``);
     existing records are kept. Returns the records."""
@@ -58,7 +59,7 @@ def post_training(
     from ..runs import load_model
 
     out_dir = Path(results) / profile / "ptq"
-    floats = [r for r in grid(profile, only) if r.experiment == "main" and r.method == "float"]
+    floats = [r for r in grid(profile, only) if r.experiment in MAIN_GRID and r.method == "float"]
     made, cache = [], {}
     for run in floats:
         run_dir = _trained_dir(run, results, profile)
@@ -80,7 +81,7 @@ def post_training(
                 (
                     r
                     for r in grid(profile)
-                    if r.experiment == "main"
+                    if r.experiment == run.experiment
                     and r.task == run.task
                     and r.cell == run.cell
                     and r.seed == run.seed
