@@ -115,15 +115,13 @@ def _lm(**kw) -> dict:
 def experiments(profile: str) -> list[Experiment]:
     """The experiments of a profile. Sizes are ours and documented here.
 
-    ``cpu`` sizing (measured on the 2-core machine, one thread per run, two runs at a time):
-    PTB-char uses the first 1M training characters (of 5.0M), hidden 128, BPTT 100, batch 64,
-    4 epochs, validated and tested on the full splits; spoken digits use hidden 64, 15 epochs.
-    The overfitting experiment trains an LSTM with 256 units for 20 epochs on the first 100k
-    characters so that float overfits (claim 3 needs that regime). The normalization
-    experiment repeats the PTB-char and standard-split digit settings with weight
-    normalization for float, binary and ternary weights; the layernorm experiment does the
-    same with layer-normalized pre-activations for the LSTM (it runs the reference cells in a
-    Python time loop, about 2-3x slower, hence LSTM only).
+    ``cpu`` sizing: see :data:`CPU_LM` (the PTB headline: full training text, LSTM 256, 5
+    epochs), :data:`CPU_LM_SMALL` (the other PTB cells), :data:`CPU_OVERFIT` (claim 3's
+    regime) and :func:`_cpu_experiments` (digits: GRU / LSTM / RNN 64, 15 epochs, 5 seeds).
+    The normalization and layernorm experiments repeat the PTB-char and standard-split digit
+    settings with weight normalization / layer-normalized pre-activations (the latter runs the
+    reference cells in a Python time loop, hence LSTM only). ``qrnn study status --cost``
+    gives the measured hours.
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
