@@ -197,8 +197,10 @@ class Scaled(Quantizer):
         s = self.options["scale"]
         if s == "unit":
             return 1.0
-        if s == "rms":  # the shadow tensor's own RMS, sqrt(mean(W^2)), recomputed every call
-            return max(float(w.detach().pow(2).mean().sqrt()), 1e-12)
+        if s == "rms":  # the shadow tensor's own RMS, sqrt(mean(W^2)), recomputed every call;
+            # in float64, so that quantizing +-H again gives +-H exactly (a float32 mean of H^2
+            # can be 1 ulp off, and a reloaded packed model then differs from the trained one)
+            return max(float(w.detach().double().pow(2).mean().sqrt()), 1e-12)
         if s == "glorot":
             if fan_in is None or fan_out is None:
                 if w.dim() != 2:

@@ -317,6 +317,32 @@ def _keep_packed(model: nn.Module, run_dir: Path, rec: dict, data: _Data, cfg) -
     }
 
 
+def remeasure_packed(run_dir: str | Path, data_root: str | None = None) -> dict:
+    """Evaluate a finished run's packed file again with this code and store the result as the
+    record's ``packed.test_metric``, with ``packed.remeasured`` (the earlier value, the date
+    and commit). For records whose reload was measured by an older quantizer (before
+    ``scale="rms"`` was computed in float64, a reload could differ by ~1e-8)."""
+    from .config import config_from_dict
+    from .export import load_packed
+
+    run_dir = Path(run_dir)
+    rec = records.load_record(run_dir)
+    packed = rec.get("packed")
+    if rec.get("status") not in ("completed", "diverged") or not packed:
+        raise ValueError(f"{run_dir}: no finished run with a packed model to remeasure")
+    if hashlib.sha256((run_dir / packed["file"]).read_bytes()).hexdigest() != packed["sha256"]:
+        raise ValueError(f"{run_dir}: {packed['file']} does not match the sha256 in its record")
+    cfg = config_from_dict(rec["config"])
+    test = evaluate(load_packed(run_dir / packed["file"]), load_data(cfg, data_root,
+                    progress=False).test, cfg)  # fmt: skip
+    if test["metric"] != packed["test_metric"]:
+        packed["remeasured"] = {"before": packed["test_metric"], "date": records.now(),
+                                "commit": records.git_state().get("commit")}  # fmt: skip
+        packed["test_metric"] = test["metric"]
+        records.atomic_write_json(run_dir / "run.json", rec)
+    return packed
+
+
 def convergence(rec: dict) -> dict:
     """Was validation still improving at the end? ``still_improving``: the best validation
     epoch is the last epoch run (more epochs would likely have helped)."""

@@ -200,3 +200,22 @@ PINNED_DEFAULT_ID = "ptb-char_lstm_float_049fde16d166"
 def test_bad_config_is_a_clear_error(kw, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         RunConfig(**kw)
+
+
+def test_remeasure_packed_restores_an_exact_reload_and_keeps_the_old_value(data_env, tmp_path):
+    from qrnn.train import remeasure_packed
+
+    cfg = RunConfig(**TINY_LM, scheme="binary", quantizer_options={"scale": "rms"})
+    rec = train(cfg, tmp_path, quiet=True)
+    run = tmp_path / rec["run_id"]
+    assert rec["packed"]["test_metric"] == rec["test"]["metric"]  # rms reload is exact now
+    stale = json.loads((run / "run.json").read_text())
+    stale["packed"]["test_metric"] += 1e-8  # a reload measured by an older quantizer
+    records.atomic_write_json(run / "run.json", stale)
+    packed = remeasure_packed(run)
+    after = records.load_record(run)
+    assert after["packed"]["test_metric"] == rec["test"]["metric"] == packed["test_metric"]
+    assert after["packed"]["remeasured"]["before"] == rec["test"]["metric"] + 1e-8
+    (run / "model.npz").write_bytes(b"not the committed file")
+    with pytest.raises(ValueError, match="does not match the sha256"):
+        remeasure_packed(run)
