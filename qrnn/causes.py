@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import math
 
+from .verdicts import gap_text
+
 PREFIXES = ("binary-det", "binary-stoch", "binary-glorot", "binary-rms", "float-noise",
             "ternary-det", "ternary-stoch")  # fmt: skip
 # (experiment, task, cell) of the groups that take part
@@ -58,10 +60,7 @@ def _evidence(row) -> str:
         return f"{row['method']}: {row['works']} (n={int(row['n'])})"
     if not math.isfinite(row["gap_lo"]):  # one seed: no interval
         return f"{row['method']}: {_state(row)}, gap {row['gap_mean']:+.3f} (n={int(row['n'])})"
-    return (
-        f"{row['method']}: {_state(row)}, gap {row['gap_mean']:+.3f} "
-        f"[{row['gap_lo']:+.3f}, {row['gap_hi']:+.3f}] (n={int(row['n'])})"
-    )
+    return f"{row['method']}: {_state(row)}, gap {gap_text(row)} (n={int(row['n'])})"
 
 
 def _decide(cause: str, mode: str, get) -> tuple[str, list]:

@@ -18,7 +18,16 @@ from pathlib import Path
 from .causes import cause_verdicts, causes_table
 from .records import load_record
 from .runs import runs_dir
-from .verdicts import GROUP, LEVEL, MARGINS, claim_verdict, count_text, group_verdict, interval
+from .verdicts import (
+    GROUP,
+    LEVEL,
+    MARGINS,
+    claim_verdict,
+    count_text,
+    gap_text,
+    group_verdict,
+    interval,
+)
 
 # experiments without a float model of their own, and where their float reference lives
 REFERENCE = {"scale": "main", "noise": "main", "digits-cause": "digits"}
@@ -178,10 +187,6 @@ def summarize(profile: str, results: str | Path = "results"):
     return runs, summary
 
 
-def _fmt(r) -> str:
-    return f"{r['gap_mean']:+.3f} [{r['gap_lo']:+.3f}, {r['gap_hi']:+.3f}]"
-
-
 # what a group's verdict says about a claim; anything else is "inconclusive"
 FAILS = {"fails": "supports", "diverged": "supports", "works": "contradicts"}  # claim 1
 SIMILAR_OR_BETTER = {"similar": "supports", "better": "supports", "worse": "contradicts",
@@ -216,7 +221,7 @@ def claims(runs, summary) -> list[dict]:
         "(similar) or below 0 (better); contradicts when above 0 (worse) or diverged; margins "
         "0.05 BPC, 1 point of error",
         _outcomes(tern["verdict"], SIMILAR_OR_BETTER),
-        "; ".join(f"{r['task']} {r['cell']} {r['method']}: {_fmt(r)}"
+        "; ".join(f"{r['task']} {r['cell']} {r['method']}: {gap_text(r)}"
                   for _, r in tern.iterrows()))  # fmt: skip
     out.append(_claim3(runs, summary))
     dig = summary[
@@ -286,7 +291,7 @@ def _claim3(runs, summary) -> dict:
     )
     return {"claim": claim, "rule": rule, "verdict": claim_verdict([outcome]),
             "counts": count_text([outcome]),
-            "ours": f"{best['method']} (best validation): gap {_fmt(best)} BPC, {LEVEL:.0%} "
+            "ours": f"{best['method']} (best validation): gap {gap_text(best)} BPC, {LEVEL:.0%} "
                     f"interval, n={int(best['n_paired'])}; {why}"}  # fmt: skip
 
 

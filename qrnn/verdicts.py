@@ -28,7 +28,7 @@ MARGINS = {"bpc": 0.05, "error": 0.01, "perplexity": 1.0}
 LEVEL = 0.95
 GROUP = ["experiment", "task", "cell", "method"]
 
-__all__ = ["GROUP", "LEVEL", "MARGINS", "claim_verdict", "group_verdict", "interval"]
+__all__ = ["GROUP", "LEVEL", "MARGINS", "claim_verdict", "gap_text", "group_verdict", "interval"]
 
 
 def interval(values: Iterable[float], level: float = LEVEL) -> dict:
@@ -86,3 +86,8 @@ def count_text(outcomes: Iterable[str]) -> str:
         (outcomes.count("inconclusive"), "inconclusive"),
     ]
     return ", ".join(f"{n} {w}" for n, w in parts if n) or "no groups"
+
+
+def gap_text(group) -> str:
+    """A group's mean gap and its interval as text: ``+0.210 [+0.184, +0.237]``."""
+    return f"{group['gap_mean']:+.3f} [{group['gap_lo']:+.3f}, {group['gap_hi']:+.3f}]"
