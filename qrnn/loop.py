@@ -8,6 +8,7 @@ Networks With Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import numpy as np
 import torch
@@ -163,6 +164,15 @@ class _LossMonitor:
     def __init__(self, limit: float) -> None:
         self.limit, self.value = limit, None
         self.grad_norms: list[float] = []  # this epoch's gradient norms before clipping
+        # the last training losses: a diverged run's record keeps them, so that anyone can
+        # check that it was not stopped while its loss was finite and improving
+        self.recent: deque[float] = deque(maxlen=EMA_BATCHES)
+
+    def trail(self) -> dict:
+        """The running loss and the last training losses (rounded), for a diverged record."""
+        return {"running_loss": self.value,
+                "recent_losses": [round(v, 5) if math.isfinite(v) else str(v)
+                                  for v in self.recent]}  # fmt: skip
 
     def grad_summary(self) -> dict[str, float | int]:
         """The epoch's gradient 2-norms before clipping (median, max, steps whose float32 norm
@@ -175,6 +185,7 @@ class _LossMonitor:
                 "float32_overflow": sum(v * v > big for v in g)}  # fmt: skip
 
     def update(self, loss: float, batch: int) -> None:
+        self.recent.append(loss)
         if not math.isfinite(loss):
             raise Diverged(f"non-finite training loss ({loss})", batch=batch)
         self.value = loss if self.value is None else self.value + (loss - self.value) / EMA_BATCHES

@@ -17,7 +17,9 @@ epochs             per epoch: ``epoch, train_loss, train_metric, valid_loss, val
                    max, float32_overflow = steps whose float32 norm would overflow)
 best_epoch         epoch with the best validation metric (the model tested)
 test               ``{"loss", "metric"[, "accuracy"]}`` of the best-validation model, or null
-diverged           ``{"epoch", "batch", "reason"}`` when status is ``"diverged"``
+diverged           ``{"epoch", "batch", "reason", "running_loss", "recent_losses"}`` when status
+                   is ``"diverged"`` (the last two: the rule's running mean and the last training
+                   losses; absent in records written before they were kept)
 error              message when status is ``"failed"``
 model              parameter count, per-tensor ``{shape, scheme, bits, quantized}``, total
                    storage bits quantized vs fp32

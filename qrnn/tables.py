@@ -47,6 +47,19 @@ LITERATURE = (
 __all__ = ["LITERATURE", "claims", "collect", "groups", "normalization_table", "summarize"]
 
 
+def diverged_trend(rec: dict) -> float:
+    """For a diverged record: the mean of the last third of its recorded training losses
+    minus the mean of the first third (below 0: the loss was still falling when the run was
+    stopped). NaN for other records, for records written before the trail was kept, and for
+    trails of fewer than 6 finite losses."""
+    trail = (rec.get("diverged") or {}).get("recent_losses") or []
+    vals = [v for v in trail if isinstance(v, (int, float)) and math.isfinite(v)]
+    if rec["status"] != "diverged" or len(vals) < 6:
+        return math.nan
+    k = len(vals) // 3
+    return sum(vals[-k:]) / k - sum(vals[:k]) / k
+
+
 def _row(rec: dict, lab: dict) -> dict:
     eps = rec["epochs"]
     best = eps[rec["best_epoch"] - 1] if rec["best_epoch"] else None
@@ -78,6 +91,7 @@ def _row(rec: dict, lab: dict) -> dict:
         "still_improving": (rec.get("convergence") or {}).get("still_improving"),
         "zero_init": sum(q_init) / len(q_init) if q_init else 0.0,
         "packed": (rec.get("packed") or {}).get("file"),
+        "diverged_trend": diverged_trend(rec),
     }
 
 

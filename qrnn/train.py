@@ -251,7 +251,12 @@ def train(
     except Diverged as d:
         epoch_no = len(rec["epochs"]) + (0 if d.batch is None else 1)
         rec["status"] = "diverged"
-        rec["diverged"] = {"epoch": epoch_no, "batch": d.batch, "reason": d.reason}
+        rec["diverged"] = {
+            "epoch": epoch_no,
+            "batch": d.batch,
+            "reason": d.reason,
+            **monitor.trail(),
+        }
     except Exception as e:
         rec["status"] = "failed"
         rec["error"] = f"{type(e).__name__}: {e}"

@@ -201,3 +201,31 @@ def test_a_non_finite_gradient_diverges():
     model = _with_grads(torch.tensor([1.0, math.inf]))
     with pytest.raises(Diverged, match="non-finite gradient"):
         clip_gradients_(model, 1.0, batch=7)
+
+
+def test_a_diverged_record_says_whether_its_loss_was_still_falling():
+    from qrnn.tables import diverged_trend
+
+    def rec(status, trail):
+        return {"status": status, "diverged": {"recent_losses": trail} if trail else None}
+
+    falling = [3.0 - 0.05 * i for i in range(30)] + ["inf"]  # a finite, falling loss, then inf
+    assert diverged_trend(rec("diverged", falling)) == pytest.approx(-1.0)
+    rising = [2.0 + 0.1 * i for i in range(12)]
+    assert diverged_trend(rec("diverged", rising)) == pytest.approx(0.8)
+    flat = [2.3] * 12
+    assert diverged_trend(rec("diverged", flat)) == 0.0
+    assert math.isnan(diverged_trend(rec("diverged", [2.3] * 5)))  # too short to say
+    assert math.isnan(diverged_trend(rec("diverged", None)))  # written before trails
+    assert math.isnan(diverged_trend(rec("completed", rising)))
+
+
+def test_the_monitor_keeps_the_last_losses_for_the_record():
+    m = _LossMonitor(limit=100.0)
+    for i in range(80):
+        m.update(float(i), batch=i)
+    trail = m.trail()
+    assert trail["recent_losses"] == [float(i) for i in range(30, 80)]  # the last 50
+    with pytest.raises(Diverged, match="non-finite training loss"):
+        m.update(math.nan, batch=80)
+    assert m.trail()["recent_losses"][-1] == "nan"  # kept, as text (JSON has no NaN)

@@ -3,12 +3,14 @@ synthetic data (``train(cfg, data=...)``, no mirror needed); the record's conten
 data."""
 
 import json
+import math
 
 import pytest
 import torch
 
 from qrnn import records
 from qrnn.data import SpeechSplit
+from qrnn.loop import EMA_BATCHES
 from qrnn.runs import load_model
 from qrnn.train import RunConfig, _Data, run_id, train
 
@@ -115,6 +117,12 @@ def test_divergence_is_recorded_not_raised(tmp_path):
     assert rec["status"] == "diverged"
     assert rec["diverged"]["epoch"] == 1 and "uniform" in rec["diverged"]["reason"]
     assert rec["test"] is None
+    # the record keeps the training losses that led there: every one finite here, and their
+    # running mean (the rule's statistic) above the limit
+    trail, limit = rec["diverged"]["recent_losses"], rec["uniform_loss"] * cfg.diverge_factor
+    assert 1 <= len(trail) <= EMA_BATCHES and all(math.isfinite(v) for v in trail)
+    assert rec["diverged"]["running_loss"] > limit
+    assert len(trail) == rec["diverged"]["batch"] + 1  # stopped in the first epoch
     assert records.load_record(tmp_path / rec["run_id"])["status"] == "diverged"
     # a recorded result is not redone
     calls = []
