@@ -180,7 +180,9 @@ def test_reproduce_page_commands_work(book):
             subprocess.run(argv, cwd=ROOT, check=True, timeout=120)
         elif argv[0] == "qrnn":
             args = build_parser().parse_args(argv[1:])  # flags and values are real
-            quick = args.command == "schemes" or (args.command == "show" and "cpu-v1" in cmd)
+            quick = args.command == "schemes" or (
+                args.command == "show" and "results/cpu/runs" in argv
+            )
             if quick:
                 r = subprocess.run([str(bin_ / "qrnn"), *argv[1:]], cwd=ROOT, capture_output=True,
                                    text=True, timeout=120)  # fmt: skip
@@ -190,7 +192,7 @@ def test_reproduce_page_commands_work(book):
             assert nb.exists() and "--cwd" in argv, cmd
             names = {argv[i + 1] for i, a in enumerate(argv) if a == "-p"}
             assert names <= _notebook_parameters(nb), (cmd, names - _notebook_parameters(nb))
-            if "cpu-v1" in argv and "results.ipynb" in argv[1]:  # the quick one: it runs
+            if "runs/reproduce" in argv and "results.ipynb" in argv[1]:  # on the copy: it runs
                 r = subprocess.run([str(bin_ / "papermill"), *argv[1:]], cwd=ROOT,
                                    capture_output=True, text=True, timeout=600)  # fmt: skip
                 assert r.returncode == 0, (cmd, (r.stdout + r.stderr)[-3000:])
@@ -325,6 +327,56 @@ def test_results_figure_switches_task(book, browser):
     assert circles.count() > 0
     fig.locator("input[type=checkbox]").first.uncheck()
     assert fig.locator("g.series").count() == len(fig.locator("input[type=checkbox]").all()) - 1
+    page.close()
+
+
+def test_results_figure_names_diverged_groups(book, browser):
+    # a group whose runs all diverged has no test mean: the figure names it instead of
+    # leaving its column empty; the finished group keeps its 95% interval bar
+    page = browser.new_page()
+    page.goto((book / "book" / "results.html").as_uri(), wait_until="load")
+    rows = [
+        {
+            "task": "t",
+            "cell": "gru",
+            "method": "float",
+            "metric": "bpc",
+            "test_mean": 1.6,
+            "test_std": 0.01,
+            "test_lo": 1.5,
+            "test_hi": 1.7,
+            "n": 3,
+            "diverged": 0,
+        },
+        {
+            "task": "t",
+            "cell": "gru",
+            "method": "binary-stoch",
+            "metric": "bpc",
+            "test_mean": None,
+            "test_std": None,
+            "test_lo": None,
+            "test_hi": None,
+            "n": 3,
+            "diverged": 3,
+        },
+    ]
+    spec = {"rows": rows, "baselines": {}, "methods": ["float", "binary-stoch"], "interval": "ci"}
+    page.evaluate(
+        "spec => { const d = document.createElement('div'); d.className = 'qrnn-fig';"
+        " d.id = 'probe'; d.dataset.kind = 'results'; d.dataset.spec = JSON.stringify(spec);"
+        " document.body.appendChild(d); window.qrnnInitFigures(); }",
+        spec,
+    )
+    fig = page.locator("#probe")
+    mark = fig.locator("text.qrnn-mark")
+    assert mark.count() == 1 and "diverged" in mark.text_content()
+    assert "3 of 3 runs diverged" in mark.locator("title").text_content()
+    assert fig.locator("circle").count() == 1  # only the finished group has a point
+    bar = fig.locator("g.series line").first  # the 95% interval: 1.5 to 1.7 around 1.6
+    y1, y2 = float(bar.get_attribute("y1")), float(bar.get_attribute("y2"))
+    cy = float(fig.locator("circle").get_attribute("cy"))
+    assert y1 > cy > y2 and abs((y1 - cy) - (cy - y2)) < 1e-6
     page.close()
 
 

@@ -43,9 +43,9 @@ COMMANDS: dict[str, list[list[str]]] = {
     ],
     "results": [
         # on a copy of the records: refresh rewrites the profile's tables in results_dir
-        ["cp", "-r", "results/cpu-v1", "runs/book/results/"],
+        ["cp", "-r", "results/cpu", "runs/book/results/"],
         ["papermill", "notebooks/results.ipynb", "runs/book/results.ipynb", "--cwd", ".",
-         "-p", "profile", "cpu-v1", "-p", "results_dir", "runs/book/results", "-p", "refresh",
+         "-p", "profile", "cpu", "-p", "results_dir", "runs/book/results", "-p", "refresh",
          "True"],
     ],
 }  # fmt: skip
@@ -54,8 +54,8 @@ WHAT = {
     "train": "one run of the class preset's defaults (binary LSTM, PTB characters), after the "
     "same command with `-p scheme float`",
     "jacobian": "the defaults: the PTB-char LSTM at initialization",
-    "results": "a copy of the first CPU study's records (`results/cpu-v1`), its tables rebuilt "
-    "from the records by the current code",
+    "results": "a copy of the corrected CPU study's records (`results/cpu`, as far as the study "
+    "had got), its tables rebuilt from the records by the current code",
 }
 
 

@@ -231,7 +231,7 @@ def setup(app):
     _register_label_style()
     app.add_config_value("qrnn_repository_url", "", "html")
     app.add_config_value("qrnn_launch_pages", ["book/executed/train"], "html")
-    app.add_config_value("qrnn_results", "results/cpu-v1", "html")
+    app.add_config_value("qrnn_results", "results/cpu", "html")
     app.connect("config-inited", _config_inited)
     app.connect("build-finished", _copy_mathjax)
     app.connect("build-finished", _copy_models)

@@ -42,7 +42,11 @@
       });
     }
     for (const h of spec.hlines || []) ys.push(h.y);
-    if (!xs.length) { el("text", { x: 20, y: 40, text: "no data yet" }, svg); return; }
+    if (!xs.length) {
+      el("text", { x: 20, y: 40, text: (spec.marks || []).length ? "no test result: every run "
+        + "diverged" : "no data yet" }, svg);
+      return;
+    }
     let [x0, x1] = cat ? [-0.5, cat.length - 0.5] : [Math.min(...xs), Math.max(...xs)];
     let [y0, y1] = [Math.min(...ys), Math.max(...ys)];
     if (spec.ylim) [y0, y1] = spec.ylim;
@@ -66,6 +70,12 @@
     el("text", { x: 14, y: (m.t + H - m.b) / 2, "text-anchor": "middle", text: spec.ylabel || "",
       class: "label", transform: `rotate(-90 14 ${(m.t + H - m.b) / 2})` }, g);
     el("rect", { x: m.l, y: m.t, width: W - m.l - m.r, height: H - m.t - m.b, class: "frame" }, g);
+    // a category with no value to plot (every run diverged) is named, not left blank
+    for (const k of spec.marks || []) {
+      const t = el("text", { x: X(cat ? cat.indexOf(k.x) : k.x), y: m.t + 14 + (k.row || 0) * 14,
+        "text-anchor": "middle", text: k.label, class: "qrnn-mark", fill: k.color || "#b00" }, g);
+      if (k.tip) el("title", { text: k.tip }, t);
+    }
     for (const h of spec.hlines || []) {
       el("line", { x1: m.l, x2: W - m.r, y1: Y(h.y), y2: Y(h.y), class: "hline" }, g);
       el("text", { x: W - m.r - 4, y: Y(h.y) - 4, "text-anchor": "end", text: h.label,
@@ -229,8 +239,9 @@
     draw();
   }
 
-  /* results: spec = {rows: [{task, cell, method, test_mean, test_std, n, diverged, metric}],
-   *                  baselines: {task: value}, methods: [...]} */
+  /* results: spec = {rows: [{task, cell, method, test_mean, test_std, n, diverged, metric,
+   *                          test_lo?, test_hi?}], baselines: {task: value}, methods: [...],
+   *                  interval: "ci" (bars: 95% interval test_lo..test_hi) or "sd"} */
   function resultsFigure(div, spec) {
     const controls = el("div", { class: "qrnn-controls" }, div);
     const svg = el("svg", { class: "qrnn-svg", role: "img",
@@ -252,20 +263,31 @@
       const task = tSel.value;
       const rows = spec.rows.filter((r) => r.task === task);
       const on = checks.filter((c) => c.checked).map((c) => c.value);
+      const ci = spec.interval === "ci";
+      const half = (r) => (ci ? (r.test_hi !== null && isFinite(r.test_hi) ? r.test_hi - r.test_mean
+        : 0) : r.test_std || 0);
+      const marks = [];
       const series = on.map((cell, k) => {
         const rs = spec.methods.map((m) => rows.find((r) => r.cell === cell && r.method === m));
+        rs.forEach((r) => {
+          if (r && (r.test_mean === null || !isFinite(r.test_mean)) && r.diverged > 0) {
+            marks.push({ x: r.method, row: k, label: "✕ diverged",
+              color: (spec.colors || {})[cell] || COLORS[cells.indexOf(cell)],
+              tip: `${cell} ${r.method}: ${r.diverged} of ${r.n} runs diverged, no test result` });
+          }
+        });
         return {
           name: cell, mode: "points", x: spec.methods, offset: (k - (on.length - 1) / 2) * 0.18,
-          y: rs.map((r) => (r ? r.test_mean : null)), err: rs.map((r) => (r ? r.test_std || 0 : 0)),
-          tips: rs.map((r) => (r && r.test_mean !== null ? `${cell} ${r.method}: ` +
-            `${r.test_mean.toFixed(3)} ± ${(r.test_std || 0).toFixed(3)} (${r.n} runs, ` +
-            `${r.diverged} diverged)` : "")),
+          y: rs.map((r) => (r ? r.test_mean : null)), err: rs.map((r) => (r ? half(r) : 0)),
+          tips: rs.map((r) => (r && r.test_mean !== null && isFinite(r.test_mean) ?
+            `${cell} ${r.method}: ${r.test_mean.toFixed(3)} ± ${half(r).toFixed(3)} ` +
+            `(${ci ? "95% interval" : "sd"}; ${r.n} runs, ${r.diverged} diverged)` : "")),
           color: (spec.colors || {})[cell] || COLORS[cells.indexOf(cell)],
         };
       });
       const metric = rows.length ? rows[0].metric : "";
       chart(svg, { categories: spec.methods, series,
-        ylabel: (spec.ylabels || {})[metric] || `test ${metric}`, xlabel: "method",
+        ylabel: (spec.ylabels || {})[metric] || `test ${metric}`, xlabel: "method", marks,
         hlines: spec.baselines[task] !== undefined ?
           [{ y: spec.baselines[task], label: "baseline" }] : [] });
     }
@@ -356,6 +378,7 @@
     });
   }
   window.qrnnQuantize = quantize;  // exposed for the browser test
+  window.qrnnInitFigures = init;  // draws figures added after load (the browser test)
   function start() { init(); watchOverflow(); }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();
