@@ -89,5 +89,9 @@ def count_text(outcomes: Iterable[str]) -> str:
 
 
 def gap_text(group) -> str:
-    """A group's mean gap and its interval as text: ``+0.210 [+0.184, +0.237]``."""
-    return f"{group['gap_mean']:+.3f} [{group['gap_lo']:+.3f}, {group['gap_hi']:+.3f}]"
+    """A group's mean gap and its interval as text: ``+0.210 [+0.184, +0.237]``; a group with
+    one paired seed has no interval and says so (``+0.037, n=1: no interval``)."""
+    lo, hi = group["gap_lo"], group["gap_hi"]
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return f"{group['gap_mean']:+.3f}, n={int(group.get('n_paired', 1) or 1)}: no interval"
+    return f"{group['gap_mean']:+.3f} [{lo:+.3f}, {hi:+.3f}]"

@@ -360,8 +360,21 @@ def test_results_figure_names_diverged_groups(book, browser):
             "n": 3,
             "diverged": 3,
         },
+        {
+            "task": "t",
+            "cell": "gru",
+            "method": "ternary-det",
+            "metric": "bpc",
+            "test_mean": 1.8,
+            "test_std": None,
+            "test_lo": None,
+            "test_hi": None,
+            "n": 1,
+            "diverged": 0,
+        },
     ]
-    spec = {"rows": rows, "baselines": {}, "methods": ["float", "binary-stoch"], "interval": "ci"}
+    methods = ["float", "binary-stoch", "ternary-det"]
+    spec = {"rows": rows, "baselines": {}, "methods": methods, "interval": "ci"}
     page.evaluate(
         "spec => { const d = document.createElement('div'); d.className = 'qrnn-fig';"
         " d.id = 'probe'; d.dataset.kind = 'results'; d.dataset.spec = JSON.stringify(spec);"
@@ -372,11 +385,16 @@ def test_results_figure_names_diverged_groups(book, browser):
     mark = fig.locator("text.qrnn-mark")
     assert mark.count() == 1 and "diverged" in mark.text_content()
     assert "3 of 3 runs diverged" in mark.locator("title").text_content()
-    assert fig.locator("circle").count() == 1  # only the finished group has a point
+    circles = fig.locator("circle")
+    assert circles.count() == 2  # the finished groups have a point, the diverged one none
     bar = fig.locator("g.series line").first  # the 95% interval: 1.5 to 1.7 around 1.6
     y1, y2 = float(bar.get_attribute("y1")), float(bar.get_attribute("y2"))
-    cy = float(fig.locator("circle").get_attribute("cy"))
+    cy = float(circles.first.get_attribute("cy"))
     assert y1 > cy > y2 and abs((y1 - cy) - (cy - y2)) < 1e-6
+    assert fig.locator("g.series line").count() == 1  # one seed: no bar ...
+    single = circles.nth(1)  # ... but an open circle, and the tooltip says why
+    assert single.get_attribute("fill") == "white"
+    assert "n=1: no interval" in single.locator("title").text_content()
     page.close()
 
 

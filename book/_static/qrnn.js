@@ -92,7 +92,10 @@
           const e = s.err ? s.err[i] || 0 : 0;
           if (e) el("line", { x1: X(px), x2: X(px), y1: Y(py - e), y2: Y(py + e), stroke: color,
             "stroke-width": 2 }, sg);
-          const c = el("circle", { cx: X(px), cy: Y(py), r: s.r || 4.5, fill: color }, sg);
+          // an open circle: a point without an interval (one seed)
+          const open = s.open && s.open[i];
+          const c = el("circle", { cx: X(px), cy: Y(py), r: s.r || 4.5,
+            fill: open ? "white" : color, stroke: color, "stroke-width": open ? 2 : 0 }, sg);
           if (s.tips) el("title", { text: s.tips[i] }, c);
         });
       } else {
@@ -279,9 +282,11 @@
         return {
           name: cell, mode: "points", x: spec.methods, offset: (k - (on.length - 1) / 2) * 0.18,
           y: rs.map((r) => (r ? r.test_mean : null)), err: rs.map((r) => (r ? half(r) : 0)),
+          open: rs.map((r) => Boolean(r && ci && !(r.test_hi !== null && isFinite(r.test_hi)))),
           tips: rs.map((r) => (r && r.test_mean !== null && isFinite(r.test_mean) ?
-            `${cell} ${r.method}: ${r.test_mean.toFixed(3)} ± ${half(r).toFixed(3)} ` +
-            `(${ci ? "95% interval" : "sd"}; ${r.n} runs, ${r.diverged} diverged)` : "")),
+            `${cell} ${r.method}: ${r.test_mean.toFixed(3)} ` + (ci && !(r.test_hi !== null &&
+            isFinite(r.test_hi)) ? `(n=${r.n}: no interval` : `± ${half(r).toFixed(3)} ` +
+            `(${ci ? "95% interval" : "sd"}; ${r.n} runs`) + `, ${r.diverged} diverged)` : "")),
           color: (spec.colors || {})[cell] || COLORS[cells.indexOf(cell)],
         };
       });
