@@ -404,7 +404,7 @@ def test_jacobian_figure_switches_model(book, browser):
     fig = page.locator("div.qrnn-fig[data-kind=lines]").first
     select = fig.locator("select")
     options = select.locator("option").all_inner_texts()
-    assert options[0] == "LSTM at initialization" and len(options) >= 2
+    assert options[0] == "LSTM 256 at initialization" and len(options) >= 2
     before = fig.locator("svg").inner_html()
     assert fig.locator("g.series").count() >= 4  # one line per method
     select.select_option(options[1])
