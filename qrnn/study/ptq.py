@@ -120,10 +120,36 @@ def _write_timed_record(path: Path, rec: dict, t0: float) -> dict:
     return rec
 
 
+def _paired_gains(ptq):
+    """Per (task, cell, method): the paired gain ``ptq - trained`` over seeds, its interval
+    and the verdict of quantizing during training against afterwards (see
+    :func:`summarize_ptq`)."""
+    import pandas as pd
+
+    from ..verdicts import MARGINS, group_verdict, interval
+
+    rows = []
+    for (task, cell, method), g in ptq.groupby(["task", "cell", "method"], sort=False):
+        gain = interval(g["test"] - g["trained_test"])
+        margin = MARGINS.get(g["metric"].iloc[0], 0.0)
+        verdict = group_verdict(-gain["hi"], -gain["lo"], margin, n=gain["n"])
+        rows.append({"task": task, "cell": cell, "method": method, "gain": gain["mean"],
+                     "gain_lo": gain["lo"], "gain_hi": gain["hi"], "n_paired": gain["n"],
+                     "verdict": verdict})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def summarize_ptq(profile: str = "cpu", results: str | Path = "results"):
     """``ptq.csv``: post-training vs training-time quantization per task, cell and method
     (means over seeds). ``gain`` is ``ptq - trained`` in the metric's units (lower is better
-    for both metrics, so positive: quantizing during training beats quantizing afterwards).
+    for both metrics, so positive: quantizing during training beats quantizing afterwards),
+    paired per seed (a post-training record against the run trained with its seed) and
+    averaged over the ``n_paired`` seeds that have both; ``gain_lo`` / ``gain_hi`` are its
+    Student-t 95% interval over those seeds (:func:`qrnn.verdicts.interval`; NaN with fewer
+    than two). ``verdict`` decides the comparison on that interval, from the side of quantizing
+    during training (:func:`qrnn.verdicts.group_verdict` on ``trained - ptq`` with the metric's
+    margin): ``better`` (the interval of the gain lies above 0), ``worse`` (below 0),
+    ``similar`` (inside +-margin) or ``inconclusive`` (otherwise, or ``n_paired < 2``).
     ``recovered`` is the share of the post-training loss that training wins back,
     ``gain / (ptq - float)``; it is only defined where post-training quantization loses
     accuracy (``ptq > float``): elsewhere there is nothing to recover and it is NaN, so its sign
@@ -158,7 +184,8 @@ def summarize_ptq(profile: str = "cpu", results: str | Path = "results"):
         )
         .reset_index()
     )
-    table["gain"] = table["ptq_test"] - table["trained_test"]
+    gains = _paired_gains(ptq)
+    table = table.merge(gains, on=["task", "cell", "method"], how="left")
     loss = table["ptq_test"] - table["float_test"]
     table["recovered"] = (table["gain"] / loss).where(loss > 0)
     atomic_write_bytes(Path(results) / profile / "ptq.csv", table.to_csv(index=False).encode())
