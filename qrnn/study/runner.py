@@ -240,8 +240,10 @@ def cost(profile: str, results: str | Path = "results", jobs: int = 2, only=None
     """The profile's cost in CPU hours, per experiment: ``measured_h`` sums the wall time of
     the finished runs (from their records, kernel start-up excluded); ``remaining_h``
     estimates each unfinished run by the mean of the finished runs of its (experiment, task,
-    cell), else of its experiment (NaN: nothing to estimate from); ``wall_h`` is the total on
-    ``jobs`` one-thread workers. The measured times are those of their machine and load."""
+    cell), else of the finished runs of any experiment with the same model and budget (task,
+    cell, hidden size, layer norm, epochs, batch, BPTT, training limit), else NaN (nothing to
+    estimate from); ``wall_h`` is the total on ``jobs`` one-thread workers. The measured times
+    are those of their machine and load."""
     import pandas as pd
 
     out = runs_dir(results, profile)
@@ -253,14 +255,18 @@ def cost(profile: str, results: str | Path = "results", jobs: int = 2, only=None
             wall = json.loads(rec.read_text()).get("wall_time_s") if done else None
         except (OSError, ValueError, AttributeError):  # a failed run may have no readable record
             wall = None
+        c = r.config
+        budget = (r.task, r.cell, c.hidden, c.layer_norm, c.epochs, c.batch_size, c.bptt,
+                  c.train_limit)  # fmt: skip
         rows.append({"experiment": r.experiment, "task": r.task, "cell": r.cell,
-                     "finished": done, "wall_s": wall})  # fmt: skip
+                     "budget": budget, "finished": done, "wall_s": wall})  # fmt: skip
     df = pd.DataFrame(rows)
     known = df[df["finished"] & df["wall_s"].notna()]
     by_cell = known.groupby(["experiment", "task", "cell"])["wall_s"].mean()
-    by_exp = known.groupby("experiment")["wall_s"].mean()
-    guess = [by_cell.get((e, t, c), by_exp.get(e, float("nan")))
-             for e, t, c in zip(df["experiment"], df["task"], df["cell"], strict=True)]  # fmt: skip
+    by_budget = known.groupby("budget")["wall_s"].mean()
+    guess = [by_cell.get((e, t, c), by_budget.get(b, float("nan")))
+             for e, t, c, b in zip(df["experiment"], df["task"], df["cell"], df["budget"],
+                                   strict=True)]  # fmt: skip
     df["remaining_s"] = [0.0 if f else g for f, g in zip(df["finished"], guess, strict=True)]
     table = df.groupby("experiment", sort=False).agg(
         runs=("finished", "size"), finished=("finished", "sum"),
