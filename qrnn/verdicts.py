@@ -90,8 +90,11 @@ def count_text(outcomes: Iterable[str]) -> str:
 
 def gap_text(group) -> str:
     """A group's mean gap and its interval as text: ``+0.210 [+0.184, +0.237]``; a group with
-    one paired seed has no interval and says so (``+0.037, n=1: no interval``)."""
+    one paired seed has no interval and says so (``+0.037, n=1: no interval``), and one
+    without a test result (all its runs diverged) says that."""
     lo, hi = group["gap_lo"], group["gap_hi"]
+    if not math.isfinite(group["gap_mean"]):  # every run diverged before a test result
+        return "no test result"
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return f"{group['gap_mean']:+.3f}, n={int(group.get('n_paired', 1) or 1)}: no interval"
     return f"{group['gap_mean']:+.3f} [{lo:+.3f}, {hi:+.3f}]"

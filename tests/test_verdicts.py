@@ -164,6 +164,8 @@ def test_a_gap_without_an_interval_says_so():
     assert gap_text(one) == "+0.037, n=1: no interval"
     three = {"gap_mean": 0.21, "gap_lo": 0.184, "gap_hi": 0.237, "n_paired": 3}
     assert gap_text(three) == "+0.210 [+0.184, +0.237]"
+    none = {"gap_mean": math.nan, "gap_lo": math.nan, "gap_hi": math.nan, "n_paired": 0}
+    assert gap_text(none) == "no test result"
 
 
 def test_digit_claim_needs_a_significant_win():
