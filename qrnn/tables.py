@@ -33,8 +33,9 @@ from .verdicts import (
 REFERENCE = {"scale": "main", "noise": "main", "digits-cause": "digits"}
 # the main grid: the claims about methods read these experiments
 MAIN_GRID = ("main", "digits", "ptb-cells")
-# experiment -> the normalization it adds to the main grid's settings
-NORMALIZATIONS = {"main": "none", "digits": "none", "normalization": "weight", "layernorm": "layer"}
+# experiment -> the normalization it adds to the settings of an unnormalized experiment
+NORMALIZATIONS = {"main": "none", "digits": "none", "ptb-cells": "none", "normalization": "weight",
+                  "layernorm": "layer"}  # fmt: skip
 OVERFIT_GAP = 0.1  # claim 3's gate: final valid - final train BPC of float, at least this
 
 # published float baselines for PTB-char (test BPC), cited beside ours with their scale
@@ -215,6 +216,8 @@ def _outcomes(verdicts, meaning: dict) -> list[str]:
 
 def claims(runs, summary) -> list[dict]:
     """The paper's claims (../shared/PAPER.md), each decided from the groups by its rule."""
+    import pandas as pd
+
     out = []
     main = summary[summary["experiment"].isin(MAIN_GRID)]
 
@@ -252,7 +255,9 @@ def claims(runs, summary) -> list[dict]:
         f"{len(dig)} groups")  # fmt: skip
     norm = normalization_table(summary)
     if len(norm):
-        failing = norm[norm["method"].str.startswith("binary") & (norm["works_none"] != "works")]
+        none = norm["works_none"] if "works_none" in norm else pd.Series(None, index=norm.index)
+        # a group counts only where its unnormalized twin of the same budget was run
+        failing = norm[norm["method"].str.startswith("binary") & none.notna() & (none != "works")]
         outcomes = []
         for _, r in failing.iterrows():
             w = [r.get(f"works_{n}") for n in ("weight", "layer")]
@@ -316,19 +321,21 @@ def _claim3(runs, summary) -> dict:
 
 
 def normalization_table(summary):
-    """The normalization rescue side by side: one row per (task, cell, method) trained with a
-    normalization: test mean, gap to the float of the same normalization with its interval,
-    and the works verdict (``none``: the main grid; ``weight``; ``layer``)."""
+    """The normalization rescue side by side: one row per (task, cell, hidden, method) trained
+    with a normalization: test mean, gap to the float of the same normalization with its
+    interval, and the works verdict (``none``: the unnormalized experiment of the same budget,
+    main / ptb-cells / digits; ``weight``; ``layer``)."""
     import pandas as pd
 
     s = summary[summary["experiment"].isin(NORMALIZATIONS)].copy()
     s["norm"] = s["experiment"].map(NORMALIZATIONS)
-    normed = s[s["norm"] != "none"][["task", "cell", "method"]].drop_duplicates()
+    key = ["task", "cell", "hidden", "method"]
+    normed = s[s["norm"] != "none"][key].drop_duplicates()
     if normed.empty:
         return pd.DataFrame()
-    s = s.merge(normed, on=["task", "cell", "method"])
+    s = s.merge(normed, on=key)
     values = ("test_mean", "n", "learned", "gap_mean", "gap_lo", "gap_hi", "works")
-    wide = s.pivot_table(index=["task", "cell", "method", "metric"], columns="norm",
+    wide = s.pivot_table(index=[*key, "metric"], columns="norm",
                          values=list(values), aggfunc="first")  # fmt: skip
     order = [(v, n) for n in ("none", "weight", "layer") for v in values if (v, n) in wide.columns]
     wide = wide[order]

@@ -52,14 +52,14 @@ def test_claim_verdicts():
 
 
 def _run(experiment, method, seed, test, *, task="ptb-char", cell="lstm", best=3, epochs=3,
-         final_train=1.5, final_valid=1.6, status="completed", valid=None):  # fmt: skip
+         final_train=1.5, final_valid=1.6, status="completed", valid=None, hidden=256):  # fmt: skip
     return {
         "experiment": experiment, "task": task, "cell": cell, "method": method, "seed": seed,
         "run_id": f"{experiment}-{method}-{seed}", "status": status,
         "metric": "bpc" if task == "ptb-char" else "error", "test": test,
         "valid": test if valid is None else valid, "train": final_train,
         "final_train": final_train, "final_valid": final_valid, "epochs": epochs,
-        "best_epoch": best, "steps": 100, "seen": 640_000, "hidden": 256, "wall_s": 1.0,
+        "best_epoch": best, "steps": 100, "seen": 640_000, "hidden": hidden, "wall_s": 1.0,
         "baseline": 4.34 if task == "ptb-char" else 0.9,
         "learned": (test < 4.34) if not math.isnan(test) else None,
         "still_improving": best == epochs, "zero_init": 0.0, "packed": None,
@@ -195,3 +195,29 @@ def test_normalization_rescue_claim():
     assert t.loc["binary-det", "works_layer"] == "works"
     rescue = tables.claims(runs, summary)[-1]
     assert rescue["claim"].startswith("N.") and rescue["verdict"] == "reproduced"
+
+
+def test_normalization_rescue_needs_a_twin_of_the_same_budget():
+    """A normalized group is set against the unnormalized runs of its own hidden size only
+    (layernorm on PTB runs at the ptb-cells budget, not the main grid's)."""
+    small = {"hidden": 128}
+    rows = []
+    for seed in range(3):
+        rows += [_run("main", "float", seed, 1.7), _run("main", "binary-det", seed, 4.2),
+                 _run("layernorm", "float", seed, 1.9, **small),
+                 _run("layernorm", "binary-det", seed, 2.1 + 0.01 * seed, **small)]  # fmt: skip
+    runs, summary = _summarize(rows)
+    t = tables.normalization_table(summary)
+    assert set(t["hidden"]) == {128} and "works_none" not in t  # main's 256 units do not pair
+    rescue = tables.claims(runs, summary)[-1]
+    assert rescue["claim"].startswith("N.") and rescue["verdict"] == "not tested", rescue
+    # the twin of the same budget (ptb-cells) makes the group count
+    for seed in range(3):
+        rows += [_run("ptb-cells", "float", seed, 2.0, **small),
+                 _run("ptb-cells", "binary-det", seed, 4.3, **small)]  # fmt: skip
+    runs, summary = _summarize(rows)
+    t = tables.normalization_table(summary).set_index("method")
+    assert t.loc["binary-det", "works_none"] == "fails"
+    assert t.loc["binary-det", "works_layer"] == "works"
+    rescue = tables.claims(runs, summary)[-1]
+    assert rescue["verdict"] == "reproduced" and rescue["counts"] == "1 support", rescue
