@@ -1,6 +1,7 @@
 """Run folders (qrnn.runs): finding a run, its status, the finished runs; one atomic writer."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -60,3 +61,32 @@ def test_trained_needs_completion_and_weights(tmp_path):
 
 def test_one_atomic_writer():
     assert records.atomic_write_bytes is sources.atomic_write
+
+
+def test_prune_stale_drops_only_what_the_grid_no_longer_has(tmp_path):
+    """scripts/prune_stale.py: a record whose id left the grid (a changed setting) goes, with
+    its grid.json label; the grid's own records and labels stay; --dry-run changes nothing."""
+    from qrnn import study
+
+    current = [r.run_id for r in study.grid("smoke")][:2]
+    folder = tmp_path / "smoke"
+    for run_id in [*current, "ptb-char_lstm_float_000000000000"]:
+        _record(folder / "runs" / run_id, "completed")
+    labels = {
+        k: {"experiment": "x"}
+        for k in [*current, "ptb-char_lstm_float_000000000000", "fsdd_gru_float_111111111111"]
+    }
+    (folder / "grid.json").write_text(json.dumps(labels))
+
+    def prune(*extra):
+        return subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "prune_stale.py"), "smoke", "--results",
+             str(tmp_path), *extra], capture_output=True, text=True, check=True,
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        ).stdout  # fmt: skip
+
+    assert "2 stale of 4" in prune("--dry-run")
+    assert (folder / "runs" / "ptb-char_lstm_float_000000000000").is_dir()
+    assert "2 stale of 4" in prune()
+    assert sorted(p.name for p in (folder / "runs").iterdir()) == sorted(current)
+    assert sorted(json.loads((folder / "grid.json").read_text())) == sorted(current)
