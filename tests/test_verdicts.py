@@ -221,3 +221,28 @@ def test_normalization_rescue_needs_a_twin_of_the_same_budget():
     assert t.loc["binary-det", "works_layer"] == "works"
     rescue = tables.claims(runs, summary)[-1]
     assert rescue["verdict"] == "reproduced" and rescue["counts"] == "1 support", rescue
+
+
+def _curve(valid, metric="bpc"):
+    """A record with these validation metrics per epoch, its flags as train.convergence
+    writes them."""
+    best = min(range(len(valid)), key=lambda i: (valid[i], -i)) + 1
+    return {"metric": {"name": metric}, "epochs": [{"valid_metric": v} for v in valid],
+            "convergence": {"still_improving": best == len(valid)}}  # fmt: skip
+
+
+def test_still_improving_sees_a_plateau_at_a_decayed_learning_rate():
+    # short runs keep the record's flag: best at the last epoch is still improving
+    assert tables.still_improving(_curve([3.0, 2.5, 2.2, 2.1, 2.05]))
+    assert not tables.still_improving(_curve([3.0, 2.5, 2.2, 2.3, 2.4]))
+    # a long run whose new bests gain 0.0005 BPC an epoch has stopped improving ...
+    flat = [2.2 - 0.02 * i for i in range(10)] + [2.0 - 0.0005 * i for i in range(1, 11)]
+    assert flat[-1] == min(flat) and not tables.still_improving(_curve(flat))
+    assert abs(tables.recent_fall(_curve(flat)) - 0.0025) < 1e-9
+    # ... one that gains 0.0125 BPC over its last 5 (the bound: 0.01, a fifth of the 0.05
+    # margin) has not
+    slope = [2.2 - 0.0025 * i for i in range(20)]
+    assert tables.still_improving(_curve(slope))
+    # the same boundary on digits: a fifth of 1 point of error
+    assert tables.still_improving(_curve([0.2 - 0.0005 * i for i in range(12)], "error"))
+    assert not tables.still_improving(_curve([0.2 - 0.0003 * i for i in range(12)], "error"))
