@@ -266,7 +266,7 @@ def claims(runs, summary) -> list[dict]:
         "(similar) or below 0 (better); contradicts when above 0 (worse) or diverged; margins "
         "0.05 BPC, 1 point of error",
         _outcomes(tern["verdict"], SIMILAR_OR_BETTER),
-        "; ".join(f"{r['task']} {r['cell']} {r['method']}: {gap_text(r)}"
+        "; ".join(f"{r['task']} {r['cell']} {int(r['hidden'])} {r['method']}: {gap_text(r)}"
                   for _, r in tern.iterrows()))  # fmt: skip
     out.append(_claim3(runs, summary))
     dig = summary[
