@@ -154,6 +154,15 @@ def git_state() -> dict:
     return {"commit": commit, "dirty": dirty}
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what :mod:`platform` knows)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def environment(device: torch.device | str, threads: int) -> dict:
     import numpy
 
@@ -168,6 +177,11 @@ def environment(device: torch.device | str, threads: int) -> dict:
         "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "threads": threads,
+        # what a run's wall time depends on: the CPU model (it changes between sessions of
+        # the study's machine), its logical CPUs and the load when the run started
+        "cpu_model": cpu_model(),
+        "cpus": os.cpu_count(),
+        "load_avg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "git": git_state(),
     }
     with contextlib.suppress(Exception):

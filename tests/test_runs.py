@@ -90,3 +90,15 @@ def test_prune_stale_drops_only_what_the_grid_no_longer_has(tmp_path):
     assert "2 stale of 4" in prune()
     assert sorted(p.name for p in (folder / "runs").iterdir()) == sorted(current)
     assert sorted(json.loads((folder / "grid.json").read_text())) == sorted(current)
+
+
+def test_environment_names_the_cpu_and_its_load():
+    """A run's wall time is only comparable with the CPU model and the load beside it."""
+    env = records.environment("cpu", 1)
+    assert env["threads"] == 1 and env["cpus"] == os.cpu_count()
+    assert isinstance(env["cpu_model"], str) and env["cpu_model"]
+    if Path("/proc/cpuinfo").exists():  # Linux: the model name line, verbatim
+        names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text()
+                 .splitlines() if ln.lower().startswith("model name")]  # fmt: skip
+        assert env["cpu_model"] == names[0]
+    assert env["load_avg_1min"] is None or env["load_avg_1min"] >= 0
