@@ -24,8 +24,8 @@ error              message when status is ``"failed"``
 model              parameter count, per-tensor ``{shape, scheme, bits, quantized}``, total
                    storage bits quantized vs fp32
 seeds              the run seed and the seeds derived from it (init, data, quantization)
-environment        python, torch, numpy, qrnn versions, platform, device, threads, git commit
-                   and dirty flag
+environment        python, torch, numpy, qrnn versions, platform, device, threads, CPU model,
+                   logical CPUs, load average at the start, git commit and dirty flag
 data               the loader's statistics and sha256s (sizes, vocabulary, split sizes)
 invocation         command line or papermill parameters
 started, finished  UTC ISO times; ``wall_time_s`` total seconds of training (over resumes)
