@@ -136,6 +136,16 @@ def test_claim3_picks_the_stochastic_method_on_validation(gap, verdict):
     assert c3["verdict"] == verdict and c3["ours"].startswith("ternary-stoch")
 
 
+def test_claim3_a_small_real_gain_is_not_the_claimed_one():
+    # every seed 0.03 BPC better than float (an interval below 0, inside the 0.05 margin):
+    # similar by the group rule, so the claim of a 0.133 gain is refuted, and the text says
+    # that the gain is real but outside the claimed size
+    runs, summary = _summarize(_overfit_rows(12, 20, 1.2, 1.9, -0.031))
+    c3 = next(c for c in tables.claims(runs, summary) if c["claim"].startswith("3."))
+    assert c3["verdict"] == "refuted"
+    assert "below 0 but inside the +-0.05 BPC margin; the paper's -0.133 lies outside" in c3["ours"]
+
+
 def test_claim3_is_inconclusive_while_the_chosen_method_still_improves():
     # the stochastic model is worse than float but its validation BPC was still falling at
     # its last epoch: it may yet beat float, so the claim is not refuted at this budget
@@ -221,6 +231,15 @@ def test_normalization_rescue_needs_a_twin_of_the_same_budget():
     assert t.loc["binary-det", "works_layer"] == "works"
     rescue = tables.claims(runs, summary)[-1]
     assert rescue["verdict"] == "reproduced" and rescue["counts"] == "1 support", rescue
+    # failing with the one normalization tried at that budget contradicts (the other one,
+    # not run there, is no outcome)
+    for seed in range(3):
+        rows[4 * seed + 3]["test"] = 4.0 + 0.01 * seed  # layernorm binary-det now fails
+    runs, summary = _summarize(rows)
+    t = tables.normalization_table(summary).set_index("method")
+    assert t.loc["binary-det", "works_layer"] == "fails" and "works_weight" not in t
+    rescue = tables.claims(runs, summary)[-1]
+    assert rescue["verdict"] == "refuted" and rescue["counts"] == "1 contradict", rescue
 
 
 def _curve(valid, metric="bpc"):
