@@ -326,11 +326,11 @@ def _claim3(runs, summary) -> dict:
     rule = ("only when float overfits (best validation epoch before the last, final train BPC "
             f"below validation by >= {OVERFIT_GAP}); the stochastic method with the best mean "
             "validation BPC is chosen, then its paired test gap interval: reproduced when "
-            "below 0, refuted when similar or above 0 and the chosen method had stopped "
-            "improving; inconclusive when it was still improving at its last epoch in any "
-            f"seed (best validation at the last epoch, and past {PLATEAU_WINDOW} epochs a fall "
-            f"of at least 0.01 BPC over the last {PLATEAU_WINDOW}; its final accuracy is not "
-            "known)")  # fmt: skip
+            "better (below 0 and not inside +-0.05), refuted when similar (inside +-0.05 BPC) "
+            "or worse and the chosen method had stopped improving; inconclusive when it was "
+            "still improving at its last epoch in any seed (best validation at the last "
+            f"epoch, and past {PLATEAU_WINDOW} epochs a fall of at least 0.01 BPC over the "
+            f"last {PLATEAU_WINDOW}; its final accuracy is not known)")  # fmt: skip
     ok, why = overfits(runs)
     over = summary[(summary["experiment"] == "overfit") & (summary["method"] != "float")]
     if not ok or over.empty:
