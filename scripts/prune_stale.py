@@ -28,11 +28,15 @@ def main(argv: list[str] | None = None) -> int:
     labels = json.loads(gpath.read_text()) if gpath.exists() else {}
     runs = folder / "runs"
     on_disk = {p.name for p in runs.iterdir() if p.is_dir()} if runs.is_dir() else set()
-    stale = sorted((set(labels) | on_disk) - current)
+    # the per-run records of the post-training and hardware steps
+    extras = {p.stem: p for sub in ("ptq", "hardware") for p in (folder / sub).glob("*.json")}
+    stale = sorted((set(labels) | on_disk | set(extras)) - current)
     for run_id in stale:
         print(f"{'would drop' if args.dry_run else 'dropping'} {run_id}")
         if not args.dry_run and (runs / run_id).is_dir():
             shutil.rmtree(runs / run_id)
+        if not args.dry_run and run_id in extras:
+            extras[run_id].unlink()
     if not args.dry_run and labels:
         atomic_write_json(gpath, {k: v for k, v in labels.items() if k in current})
     print(f"{len(stale)} stale of {len(labels)} labelled runs ({args.profile})")

@@ -77,6 +77,9 @@ def test_prune_stale_drops_only_what_the_grid_no_longer_has(tmp_path):
         for k in [*current, "ptb-char_lstm_float_000000000000", "fsdd_gru_float_111111111111"]
     }
     (folder / "grid.json").write_text(json.dumps(labels))
+    (folder / "hardware").mkdir()
+    for run_id in (current[0], "fsdd_gru_float_111111111111"):
+        (folder / "hardware" / f"{run_id}.json").write_text("{}")
 
     def prune(*extra):
         return subprocess.run(
@@ -90,6 +93,7 @@ def test_prune_stale_drops_only_what_the_grid_no_longer_has(tmp_path):
     assert "2 stale of 4" in prune()
     assert sorted(p.name for p in (folder / "runs").iterdir()) == sorted(current)
     assert sorted(json.loads((folder / "grid.json").read_text())) == sorted(current)
+    assert [p.stem for p in (folder / "hardware").iterdir()] == [current[0]]
 
 
 def test_environment_names_the_cpu_and_its_load():
