@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import qrnn
 from qrnn.cells import reference_forward
-from qrnn.records import git_state
+from qrnn.records import cpu_model, git_state
 
 CELLS = {"rnn": (nn.RNN, qrnn.QuantRNN), "gru": (nn.GRU, qrnn.QuantGRU)}
 CELLS["lstm"] = (nn.LSTM, qrnn.QuantLSTM)
@@ -275,16 +275,6 @@ def print_summary(rows: list[dict]) -> None:
             top = max(sel, key=lambda r: r["quant_pct"])
             print(f"  quantization alone, {label}: at most {top['quant_pct']:.1f}% of the float "
                   f"step ({top['cell']} {top['hidden']} {top['variant']})")  # fmt: skip
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def out_path(out: Path, meta: dict, hidden: list[int]) -> Path:

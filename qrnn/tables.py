@@ -49,7 +49,15 @@ LITERATURE = (
      "source": "cooijmans2017recurrent"},
 )  # fmt: skip
 
-__all__ = ["LITERATURE", "claims", "collect", "groups", "normalization_table", "summarize"]
+__all__ = [
+    "LITERATURE",
+    "claims",
+    "collect",
+    "groups",
+    "normalization_table",
+    "rescue_groups",
+    "summarize",
+]
 
 
 def still_improving(rec: dict) -> bool:
@@ -245,8 +253,6 @@ def _outcomes(verdicts, meaning: dict) -> list[str]:
 
 def claims(runs, summary) -> list[dict]:
     """The paper's claims (../shared/PAPER.md), each decided from the groups by its rule."""
-    import pandas as pd
-
     out = []
     main = summary[summary["experiment"].isin(MAIN_GRID)]
 
@@ -284,9 +290,7 @@ def claims(runs, summary) -> list[dict]:
         f"{len(dig)} groups")  # fmt: skip
     norm = normalization_table(summary)
     if len(norm):
-        none = norm["works_none"] if "works_none" in norm else pd.Series(None, index=norm.index)
-        # a group counts only where its unnormalized twin of the same budget was run
-        failing = norm[norm["method"].str.startswith("binary") & none.notna() & (none != "works")]
+        failing = rescue_groups(norm)
         outcomes = []
         for _, r in failing.iterrows():
             # the normalizations tried at this budget (a missing one is NaN in the table)
@@ -357,6 +361,16 @@ def _claim3(runs, summary) -> dict:
             "ours": f"{best['method']} (best validation): gap {gap_text(best)} BPC, {LEVEL:.0%} "
                     f"interval, n={int(best['n_paired'])}{size}, still improving at its last "
                     f"epoch in {improving} of {int(best['n'])} seeds; {why}"}  # fmt: skip
+
+
+def rescue_groups(norm):
+    """The rows of :func:`normalization_table` that the normalization claim covers: binary
+    groups that do not *work* without normalization (fail, diverge or are inconclusive),
+    counted only where that unnormalized twin of the same budget was run."""
+    if "works_none" not in norm:
+        return norm.iloc[0:0]
+    none = norm["works_none"]
+    return norm[norm["method"].str.startswith("binary") & none.notna() & (none != "works")]
 
 
 def normalization_table(summary):
