@@ -24,8 +24,10 @@ from .models import CELLS
 from .quantizers import SCHEMES, quantizer
 
 __all__ = [
+    "CLIP_MODES",
     "LATER_FIELDS",
     "LM_TASKS",
+    "LR_SCHEDULES",
     "TASKS",
     "RunConfig",
     "config_from_dict",
@@ -40,9 +42,18 @@ LM_TASKS = ("ptb-char", "ptb-word", "text8")
 EXECUTION_FIELDS = ("device", "threads")
 # fields added after the first records: left out of the run id while at these defaults, so
 # the ids (and records) of earlier runs stay valid
-LATER_FIELDS = {"weight_norm": False, "layer_norm": False, "init": "torch", "weight_noise": "none"}
+LATER_FIELDS = {
+    "weight_norm": False,
+    "layer_norm": False,
+    "init": "torch",
+    "weight_noise": "none",
+    "lr_schedule": "plateau",
+    "clip_mode": "global",
+}
 INITS = ("torch", "glorot")
 WEIGHT_NOISE = ("none", "binary", "ternary")
+LR_SCHEDULES = ("plateau", "cosine")
+CLIP_MODES = ("global", "per-tensor")
 
 
 @dataclass(frozen=True)
@@ -72,13 +83,15 @@ class RunConfig:
     layer_norm: bool = False  # layer norm of the gate pre-activations (Python time loop: slower)
     clip_shadow: str = "auto"  # auto (binary/ternary/pow2: yes) | on | off: BinaryConnect clip
     optimizer: str = "adam"  # adam | sgd
-    lr: float = 2e-3  # initial learning rate
+    lr: float = 2e-3  # initial (peak) learning rate
+    lr_schedule: str = "plateau"  # plateau (x lr_decay on a plateau) | cosine (per step to min_lr)
     weight_decay: float = 0.0  # L2 on the shadow weights
     lr_decay: float = 0.5  # multiply the lr by this when validation stops improving
     lr_patience: int = 0  # epochs without improvement before decaying
-    min_lr: float = 1e-5  # floor for the decayed lr
+    min_lr: float = 1e-5  # floor for the decayed lr (cosine: its end point)
     early_stop: int = 3  # stop after this many epochs without improvement (0: never)
     clip_grad: float = 1.0  # gradient-norm clipping (0: off)
+    clip_mode: str = "global"  # global (one norm over all tensors) | per-tensor (each its own)
     epochs: int = 10  # maximum epochs
     bptt: int = 100  # LM: truncated-BPTT window
     batch_size: int = 64  # LM: parallel streams; fsdd: recordings per batch
@@ -118,6 +131,8 @@ class RunConfig:
         choice("optimizer", ("adam", "sgd"))
         choice("init", INITS)
         choice("weight_noise", WEIGHT_NOISE)
+        choice("lr_schedule", LR_SCHEDULES)
+        choice("clip_mode", CLIP_MODES)
         if self.weight_noise != "none" and self.scheme != "float":
             raise ValueError(
                 f"weight_noise={self.weight_noise!r} needs scheme='float' (got {self.scheme!r}): "

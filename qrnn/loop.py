@@ -94,23 +94,38 @@ def _speech_epoch(
     return total / count, correct / count
 
 
-def clip_gradients_(model: nn.Module, max_norm: float, batch: int = 0) -> float:
-    """Scale the gradients to a total 2-norm of at most ``max_norm``; return the norm before.
+def clip_gradients_(
+    model: nn.Module, max_norm: float, batch: int = 0, mode: str = "global"
+) -> float:
+    """Clip the gradients; return their total 2-norm before clipping.
 
-    Same as ``nn.utils.clip_grad_norm_`` while the float32 norm is finite. Exploding gradients
-    (binary weights with H = 1 reach elements of 1e23) can overflow the float32 sum of squares
-    although every element is finite: torch then scales every gradient by 0 and the step does
-    nothing, silently. Here the norm is recomputed in float64 and the gradients are scaled to
-    ``max_norm`` as usual; a gradient with a non-finite element raises :class:`Diverged`."""
+    ``global``: scale every gradient by ``min(1, max_norm / ||g||)`` with ``||g||`` the norm
+    over all tensors (``nn.utils.clip_grad_norm_``). ``per-tensor``: each tensor ``p`` by
+    ``min(1, max_norm / ||g_p||)`` of its own norm, so a tensor whose gradient explodes (binary
+    weights with H = 1 reach elements of 1e23) does not shrink the others' steps to nothing:
+    under global clipping the float embedding and output layer then get ~1e-25, below Adam's
+    eps, and stop learning. Norms are taken in float64 when the float32 sum of squares
+    overflows although every element is finite (torch would otherwise scale by 0 and skip the
+    step silently); a gradient with a non-finite element raises :class:`Diverged`."""
     params = [p for p in model.parameters() if p.grad is not None]
     grads = [p.grad for p in params]
-    norm = nn.utils.get_total_norm(grads)
-    if not torch.isfinite(norm):
-        norm = torch.stack([g.double().pow(2).sum() for g in grads]).sum().sqrt()
+    if mode == "global":  # torch's total norm, recomputed in float64 only on overflow
+        norm = nn.utils.get_total_norm(grads)
         if not torch.isfinite(norm):
+            norm = torch.stack([g.double().pow(2).sum() for g in grads]).sum().sqrt()
+            if not torch.isfinite(norm):
+                raise Diverged("non-finite gradient", batch=batch)
+        nn.utils.clip_grads_with_norm_(params, max_norm, norm)
+        return float(norm)
+    norms = [torch.linalg.vector_norm(g).item() for g in grads]
+    if not all(math.isfinite(n) for n in norms):
+        norms = [g.double().pow(2).sum().sqrt().item() for g in grads]
+        if not all(math.isfinite(n) for n in norms):
             raise Diverged("non-finite gradient", batch=batch)
-    nn.utils.clip_grads_with_norm_(params, max_norm, norm)
-    return float(norm)
+    for g, n in zip(grads, norms, strict=True):
+        if n > max_norm:
+            g.mul_(max_norm / n)
+    return math.sqrt(sum(n * n for n in norms))
 
 
 def _step(model, loss, opt, cfg, i, progress=None, callback=None, epoch=0, monitor=None) -> None:
@@ -123,7 +138,7 @@ def _step(model, loss, opt, cfg, i, progress=None, callback=None, epoch=0, monit
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if cfg.clip_grad:
-        norm = clip_gradients_(model, cfg.clip_grad, batch=i)
+        norm = clip_gradients_(model, cfg.clip_grad, batch=i, mode=cfg.clip_mode)
         if monitor is not None:
             monitor.grad_norms.append(norm)
     opt.step()

@@ -11,7 +11,8 @@ status             ``"running"`` | ``"completed"`` | ``"diverged"`` | ``"failed"
 config             the resolved :class:`qrnn.train.RunConfig` (every field)
 metric             ``{"name": "bpc"|"perplexity"|"error", "lower_is_better": true}``
 epochs             per epoch: ``epoch, train_loss, train_metric, valid_loss, valid_metric,
-                   [valid_accuracy,] lr, wall_s`` (losses in nats per symbol / example);
+                   [valid_accuracy,] lr, wall_s`` (losses in nats per symbol / example; ``lr``
+                   at the epoch's end, ``lr_start`` at its start in later records);
                    later records add ``steps``, ``weights`` (per quantized tensor: zero share,
                    RMS, spectral norm) and ``grad_norm`` (the 2-norm before clipping: median,
                    max, float32_overflow = steps whose float32 norm would overflow)

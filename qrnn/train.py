@@ -135,9 +135,16 @@ def train(
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
         opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, mode="min", factor=cfg.lr_decay, patience=cfg.lr_patience, min_lr=cfg.min_lr
-    )
+    steps_per_epoch = _num_batches(cfg, data.train)
+    sched = _scheduler(cfg, opt, cfg.epochs * steps_per_epoch)
+    if cfg.lr_schedule == "cosine":  # one scheduler step after every optimizer step
+        user_callback = callback
+
+        def callback(epoch: int, batch: int) -> None:
+            sched.step()
+            if user_callback is not None:
+                user_callback(epoch, batch)
+
     gens = {"quant": quant_gen, "data": data_gen}
     uniform = uniform_loss(cfg, data.size)
     monitor = _LossMonitor(limit=uniform * cfg.diverge_factor)
@@ -190,7 +197,8 @@ def train(
             if cfg.early_stop and stale >= cfg.early_stop:
                 break
             t0 = time.perf_counter()
-            n_batches = _num_batches(cfg, data.train)
+            n_batches = steps_per_epoch
+            lr_start = opt.param_groups[0]["lr"]
             with tqdm(
                 total=n_batches,
                 desc=f"epoch {epoch}/{cfg.epochs}",
@@ -211,7 +219,8 @@ def train(
                 "train_metric": _lm_metric(cfg, tr_loss) if tr_acc is None else 1.0 - tr_acc,
                 "valid_loss": valid["loss"],
                 "valid_metric": valid["metric"],
-                "lr": lr,
+                "lr": lr,  # at the end of the epoch
+                "lr_start": lr_start,
                 "wall_s": wall,
                 "steps": epoch * n_batches,
                 "weights": weight_stats(model),
@@ -226,7 +235,8 @@ def train(
                 records.atomic_torch_save(best_path, model.state_dict())
             else:
                 stale += 1
-            sched.step(valid["metric"])
+            if cfg.lr_schedule == "plateau":
+                sched.step(valid["metric"])
             records.atomic_torch_save(
                 ckpt_path,
                 {
@@ -273,6 +283,25 @@ def train(
     records.atomic_write_json(rec_path, rec)
     ckpt_path.unlink(missing_ok=True)  # the record, the best weights and the packed file remain
     return rec
+
+
+def _scheduler(cfg: RunConfig, opt, total_steps: int):
+    """``plateau``: multiply the lr by ``lr_decay`` after ``lr_patience`` epochs without a new
+    best validation metric (stepped once an epoch). ``cosine``: stepped after every optimizer
+    step, lr(t) = min_lr + (lr - min_lr) (1 + cos(pi t / T)) / 2 over the T steps of
+    ``epochs`` epochs (Loshchilov & Hutter 2017, without restarts)."""
+    if cfg.lr_schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=cfg.lr_decay, patience=cfg.lr_patience, min_lr=cfg.min_lr
+        )
+    floor = min(cfg.min_lr / cfg.lr, 1.0)
+
+    def factor(t: int) -> float:
+        return floor + (1.0 - floor) * 0.5 * (
+            1.0 + math.cos(math.pi * min(t, total_steps) / total_steps)
+        )
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 def _load_checkpoint(path: Path, device, quiet: bool) -> dict | None:
@@ -348,16 +377,33 @@ def remeasure_packed(run_dir: str | Path, data_root: str | None = None) -> dict:
     return packed
 
 
+# how much validation may still fall over the last 3 epochs for a run to count as flat
+FLAT_MARGIN = {"bpc": 0.005, "perplexity": 0.5, "error": 0.005}
+
+
 def convergence(rec: dict) -> dict:
     """Was validation still improving at the end? ``still_improving``: the best validation
-    epoch is the last epoch run (more epochs would likely have helped)."""
-    n, best = len(rec["epochs"]), rec["best_epoch"]
+    epoch is the last epoch run (more epochs would likely have helped). The written rule of
+    study v3: ``converged`` when the learning rate was annealed to <= 1/4 of its peak
+    (``annealed``) and the last epochs are flat (``flat``: the best epoch is before the last,
+    or validation fell by less than :data:`FLAT_MARGIN` across the last 3 epochs)."""
+    epochs, n, best = rec["epochs"], len(rec["epochs"]), rec["best_epoch"]
+    peak = rec["config"]["lr"]
+    annealed = bool(n and epochs[-1]["lr"] <= peak / 4)
+    margin = FLAT_MARGIN.get(rec.get("metric", {}).get("name"), 0.005)
+    fall = epochs[-3]["valid_metric"] - epochs[-1]["valid_metric"] if n >= 3 else None
+    flat = bool(n and best is not None and (best < n or (fall is not None and fall < margin)))
     return {
         "epochs_run": n,
         "best_epoch": best,
         "still_improving": bool(n and best == n),
         "early_stopped": bool(n and best is not None and n < rec["config"]["epochs"]
                               and rec["status"] == "completed"),
+        "lr_final": epochs[-1]["lr"] if n else None,
+        "annealed": annealed,
+        "valid_fall_last3": fall,
+        "flat": flat,
+        "converged": annealed and flat,
     }  # fmt: skip
 
 

@@ -73,7 +73,7 @@ def test_grids_cover_the_paper_design():
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: study.grid("huge"), "unknown profile 'huge'; choose one of smoke, cpu, paper"),
+        (lambda: study.grid("huge"), "unknown profile 'huge'; choose one of smoke, cpu, cpu-v3"),
         (lambda: study.grid("cpu", ["task=imagenet"]), "--only task: unknown imagenet"),
         (lambda: study.grid("cpu", ["cell"]), "malformed filter 'cell'"),
         (lambda: study.grid("cpu", ["colour=red"]), "malformed filter 'colour=red'"),

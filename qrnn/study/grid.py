@@ -64,7 +64,7 @@ TASKS: dict[str, dict[str, Any]] = {
     "fsdd": {"task": "fsdd", "split": "standard"},
     "fsdd-speakers": {"task": "fsdd", "split": "speakers"},
 }
-PROFILES = ("smoke", "cpu", "paper", "paper-dry")
+PROFILES = ("smoke", "cpu", "cpu-v3", "paper", "paper-dry")
 # the GPU window of the paper profile (issue 18): float and one of each method family
 WINDOW_METHODS = ("float", "binary-det", "ternary-det", "ternary-stoch", "exponential-det")
 CELLS = ("rnn", "gru", "lstm")
@@ -80,6 +80,14 @@ class Experiment:
     methods: tuple[str, ...] = tuple(m[0] for m in METHODS)
     seeds: tuple[int, ...] = (0, 1, 2)
     description: str = ""
+    # named settings crossed with the rest (e.g. the learning rates of a sweep): a run of
+    # variant ``v`` belongs to experiment ``name@v``, so tables never pool two variants
+    variants: tuple[tuple[str, dict[str, Any]], ...] = (("", {}),)
+    # per-method settings (e.g. each method's own learning rate, chosen on validation)
+    per_method: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def label(self, variant: str) -> str:
+        return f"{self.name}@{variant}" if variant else self.name
 
 
 @dataclass(frozen=True)
@@ -150,6 +158,8 @@ def experiments(profile: str) -> list[Experiment]:
         ]
     if profile == "cpu":
         return _cpu_experiments(fsdd_common)
+    if profile == "cpu-v3":
+        return _cpu_v3_experiments()
     if profile == "paper-dry":  # the GPU window's grid at toy sizes, for a CPU check
         tiny = _lm(hidden=16, embed=8, init="glorot", bptt=20, batch_size=8, epochs=1,
                    train_limit=8000, eval_limit=4000)  # fmt: skip
@@ -243,6 +253,40 @@ def _cpu_experiments(fsdd_common: dict) -> list[Experiment]:
     ]  # fmt: skip
 
 
+# ------------------------------------------------------------------ cpu-v3 (study v3, issue 26)
+# The recipe every method shares: the PTB headline's model (LSTM 256, 32-wide embedding,
+# Glorot init, BPTT 100 x batch 64, full training text) trained with a cosine learning-rate
+# schedule from the method's own peak to 1e-5 over a fixed budget (no early stop: the
+# best-validation epoch is tested), and per-tensor gradient clipping at 1.0, so an exploding
+# recurrent gradient no longer freezes the float embedding and output layer (study v2's
+# global clipping did, for binary-stoch). ``clip-global`` measures that choice.
+V3_LM = _lm(hidden=256, embed=32, init="glorot", bptt=100, batch_size=64, epochs=12,
+            early_stop=0, lr_schedule="cosine", min_lr=1e-5, clip_mode="per-tensor")  # fmt: skip
+# the learning-rate sweep's short budget: the first 1.28M training characters (200 steps an
+# epoch), 3 epochs on the same cosine schedule, validation on the whole validation text
+V3_SWEEP = {**V3_LM, "train_limit": 1_280_000, "epochs": 3}
+V3_SWEEP_LRS = (1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2)  # 16x around study v2's 2e-3, one seed
+
+
+def _lr_label(lr: float) -> str:
+    return f"lr={lr:g}"
+
+
+def _cpu_v3_experiments() -> list[Experiment]:
+    """Study v3's experiments, in the order the runner takes them (issue 26)."""
+    all_methods = tuple(m[0] for m in METHODS)
+    return [
+        Experiment("lr-sweep", {"ptb-char": V3_SWEEP}, cells=("lstm",), methods=all_methods,
+                   seeds=(0,), variants=tuple((_lr_label(lr), {"lr": lr}) for lr in V3_SWEEP_LRS),
+                   description="each method's peak learning rate, chosen on validation "
+                   "(PTB-char LSTM 256, 1.28M characters x 3 epochs, seed 0)"),
+        Experiment("clip-global", {"ptb-char": {**V3_SWEEP, "lr": 2e-3, "clip_mode": "global"}},
+                   cells=("lstm",), methods=("float", "binary-stoch", "ternary-det"), seeds=(0,),
+                   description="global instead of per-tensor gradient clipping, at the sweep's "
+                   "budget and lr 2e-3 (its twins: lr-sweep@lr=0.002)"),
+    ]  # fmt: skip
+
+
 def parse_only(only: Iterable[str] | None) -> dict[str, set[str]]:
     """``--only key=v1,v2`` filters (keys: experiment, task, cell, method, seed)."""
     keys = ("experiment", "task", "cell", "method", "seed")
@@ -262,7 +306,7 @@ def grid(profile: str, only: Iterable[str] | None = None, threads: int = 1) -> l
     filters = parse_only(only)
     exps = experiments(profile)
     known = {
-        "experiment": {e.name for e in exps},
+        "experiment": {e.name for e in exps} | {e.label(v) for e in exps for v, _ in e.variants},
         "task": {t for e in exps for t in e.tasks},
         "cell": {c for e in exps for c in e.cells},
         "method": {m for e in exps for m in e.methods},
@@ -277,14 +321,18 @@ def grid(profile: str, only: Iterable[str] | None = None, threads: int = 1) -> l
             )
     runs = []
     for e in exps:
-        for task, cell, method, seed in itertools.product(e.tasks, e.cells, e.methods, e.seeds):
-            labels = {"experiment": e.name, "task": task, "cell": cell, "method": method,
+        for (variant, extra), task, cell, method, seed in itertools.product(
+            e.variants, e.tasks, e.cells, e.methods, e.seeds
+        ):
+            name = e.label(variant)
+            labels = {"experiment": name, "task": task, "cell": cell, "method": method,
                       "seed": str(seed)}  # fmt: skip
-            if any(labels[k] not in v for k, v in filters.items()):
+            if any(labels[k] not in v and not (k == "experiment" and e.name in v)
+                   for k, v in filters.items()):  # fmt: skip
                 continue
             cfg = RunConfig(
-                **{**e.tasks[task], "cell": cell, **method_fields(method), "seed": seed,
-                   "threads": threads}
+                **{**e.tasks[task], **extra, **e.per_method.get(method, {}), "cell": cell,
+                   **method_fields(method), "seed": seed, "threads": threads}
             )  # fmt: skip
-            runs.append(Run(e.name, task, cell, method, seed, cfg))
+            runs.append(Run(name, task, cell, method, seed, cfg))
     return runs

@@ -1,0 +1,142 @@
+"""The training recipe of study v3: the cosine learning-rate schedule (per step, recorded per
+epoch, resumable), per-tensor gradient clipping, and the written convergence rule."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from qrnn.config import LATER_FIELDS, RunConfig, run_id
+from qrnn.loop import Diverged, clip_gradients_
+from qrnn.train import convergence, train
+from tests.test_train import TINY_LM, _metrics, lm_data
+
+COSINE = {**TINY_LM, "scheme": "ternary", "lr": 4e-3, "lr_schedule": "cosine", "min_lr": 1e-5,
+          "early_stop": 0, "clip_mode": "per-tensor"}  # fmt: skip
+
+
+def test_cosine_schedule_anneals_from_the_peak_to_min_lr(tmp_path):
+    rec = train(RunConfig(**COSINE), tmp_path, quiet=True, data=lm_data())
+    e = rec["epochs"]
+    steps = e[0]["steps"]  # steps per epoch
+    total = steps * COSINE["epochs"]
+
+    def expected(t):
+        return 1e-5 + (4e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * t / total))
+
+    assert e[0]["lr_start"] == pytest.approx(4e-3)
+    for k, entry in enumerate(e, start=1):  # end of epoch k: after k * steps scheduler steps
+        assert entry["lr"] == pytest.approx(expected(k * steps), rel=1e-9)
+    assert e[-1]["lr"] == pytest.approx(1e-5)
+    assert rec["convergence"]["annealed"] and rec["convergence"]["lr_final"] <= 4e-3 / 4
+
+
+def test_a_killed_cosine_run_resumes_to_the_same_metrics(tmp_path):
+    cfg = RunConfig(**{**COSINE, "scheme": "binary", "stochastic": True})
+    whole = train(cfg, tmp_path / "whole", quiet=True, data=lm_data())
+
+    def kill(epoch, batch):
+        if (epoch, batch) == (2, 4):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "resumed", quiet=True, callback=kill, data=lm_data())
+    resumed = train(cfg, tmp_path / "resumed", quiet=True, data=lm_data())
+    assert resumed["resumed_from_epoch"] == 1
+    assert _metrics(resumed) == _metrics(whole)  # the lr of every epoch included
+
+
+def test_plateau_stays_the_default_and_old_run_ids_do_not_move():
+    assert LATER_FIELDS["lr_schedule"] == "plateau" and LATER_FIELDS["clip_mode"] == "global"
+    old = RunConfig(**TINY_LM)
+    assert run_id(old) == run_id(RunConfig(**TINY_LM, lr_schedule="plateau", clip_mode="global"))
+    assert run_id(old) != run_id(RunConfig(**TINY_LM, lr_schedule="cosine"))
+    assert run_id(old) != run_id(RunConfig(**TINY_LM, clip_mode="per-tensor"))
+
+
+@pytest.mark.parametrize(("field", "value"), [("lr_schedule", "step"), ("clip_mode", "layer")])
+def test_unknown_recipe_values_are_refused_with_the_choices(field, value):
+    with pytest.raises(ValueError, match=f"{field}='{value}' is not allowed; choose one of"):
+        RunConfig(**{field: value})
+
+
+def _two_tensors(big: float) -> nn.Module:
+    """A model with a small-gradient tensor and one whose gradient is ``big`` per element."""
+    m = nn.Module()
+    m.small, m.huge = nn.Parameter(torch.zeros(4)), nn.Parameter(torch.zeros(1000))
+    m.small.grad = torch.full((4,), 0.1)  # norm 0.2
+    m.huge.grad = torch.full((1000,), big)
+    return m
+
+
+def test_per_tensor_clipping_leaves_the_other_tensors_their_step():
+    m = _two_tensors(1e23)  # float32 sum of squares overflows, every element is finite
+    norm = clip_gradients_(m, 1.0, mode="per-tensor")
+    assert norm == pytest.approx(math.sqrt(1000) * 1e23, rel=1e-6)
+    assert torch.equal(m.small.grad, torch.full((4,), 0.1))  # below the limit: untouched
+    assert torch.linalg.vector_norm(m.huge.grad).item() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_global_clipping_shrinks_every_tensor_by_the_exploding_one():
+    m = _two_tensors(1e23)
+    clip_gradients_(m, 1.0, mode="global")
+    assert m.small.grad.abs().max().item() < 1e-24  # what froze the float layers in study v2
+    assert torch.linalg.vector_norm(m.huge.grad.double()).item() == pytest.approx(1.0, rel=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["global", "per-tensor"])
+def test_a_non_finite_gradient_is_divergence(mode):
+    m = _two_tensors(float("inf"))
+    with pytest.raises(Diverged, match="non-finite gradient"):
+        clip_gradients_(m, 1.0, mode=mode)
+
+
+def _rec(valid, lrs, best=None, peak=2e-3):
+    epochs = [{"epoch": i + 1, "valid_metric": v, "lr": lr} for i, (v, lr) in
+              enumerate(zip(valid, lrs, strict=True))]  # fmt: skip
+    best = best or min(range(len(valid)), key=valid.__getitem__) + 1
+    return {"epochs": epochs, "best_epoch": best, "status": "completed",
+            "config": {"lr": peak, "epochs": len(valid)}, "metric": {"name": "bpc"}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("valid", "lrs", "annealed", "flat"),
+    [
+        ([2.0, 1.8, 1.7, 1.66, 1.658, 1.657], [2e-3, 1e-3, 5e-4, 2e-4, 5e-5, 1e-5], True, True),
+        ([2.0, 1.8, 1.7, 1.65, 1.62, 1.60], [2e-3, 1e-3, 5e-4, 2e-4, 5e-5, 1e-5], True, False),
+        ([2.0, 1.8, 1.7, 1.66, 1.655, 1.657], [2e-3] * 6, False, True),  # best before last
+        ([2.0, 1.8, 1.7], [2e-3, 1e-3, 1e-5], True, False),  # too few epochs to call flat
+    ],
+    ids=["converged", "still-falling", "not-annealed", "short"],
+)
+def test_the_written_convergence_rule(valid, lrs, annealed, flat):
+    c = convergence(_rec(valid, lrs))
+    assert (c["annealed"], c["flat"], c["converged"]) == (annealed, flat, annealed and flat)
+    json.dumps(c)  # goes into run.json
+
+
+def test_the_v3_sweep_gives_every_method_the_same_recipe_and_five_learning_rates():
+    from qrnn import study
+
+    runs = study.grid("cpu-v3", only=["experiment=lr-sweep"])
+    methods = {m[0] for m in study.METHODS}
+    assert {r.method for r in runs} == methods
+    lrs = sorted({r.config.lr for r in runs})
+    assert len(lrs) >= 3 and lrs[-1] / lrs[0] >= 4  # >= 3 values spanning >= 4x (issue 26)
+    assert len(runs) == len(methods) * len(lrs) and len({r.run_id for r in runs}) == len(runs)
+    # only the method's own fields and the learning rate differ between the sweep's runs
+    for r in runs:
+        assert r.experiment == f"lr-sweep@lr={r.config.lr:g}"
+        assert (r.config.lr_schedule, r.config.clip_mode, r.config.early_stop) == (
+            "cosine", "per-tensor", 0)  # fmt: skip
+        assert (r.config.hidden, r.config.embed, r.config.init) == (256, 32, "glorot")
+    clip = study.grid("cpu-v3", only=["experiment=clip-global"])
+    twins = {(r.method, r.config.lr): r.config for r in runs}
+    for r in clip:  # its twin differs in the clipping mode only
+        twin = twins[(r.method, r.config.lr)]
+        diff = {k for k, v in vars(r.config).items() if vars(twin)[k] != v}
+        assert diff == {"clip_mode"}
