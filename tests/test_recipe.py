@@ -140,3 +140,18 @@ def test_the_v3_sweep_gives_every_method_the_same_recipe_and_five_learning_rates
         twin = twins[(r.method, r.config.lr)]
         diff = {k for k, v in vars(r.config).items() if vars(twin)[k] != v}
         assert diff == {"clip_mode"}
+
+
+def test_the_runner_orders_variant_experiments(tmp_path, monkeypatch):
+    from qrnn.study import runner
+
+    seen = []
+
+    def fake(run, *args, **kwargs):
+        seen.append(run.experiment)
+        return {"run_id": run.run_id, "status": "completed", "seconds": 0.0}
+
+    monkeypatch.setattr(runner, "execute_run", fake)
+    runner.run_study("cpu-v3", tmp_path, only=["method=float"], jobs=1, quiet=True)
+    exps = [r.experiment for r in runner.grid("cpu-v3", ["method=float"])]
+    assert sorted(seen) == sorted(exps) and exps.index("clip-global") == len(exps) - 1

@@ -153,8 +153,11 @@ def run_study(
     runs = grid(profile, only, threads=threads)
     # experiment by experiment (in the profile's order), seed-major inside each: a complete
     # headline grid for seed 0 arrives first if the study is cut short
-    rank = {e.name: k for k, e in enumerate(experiments(profile))}
-    order = sorted(range(len(runs)), key=lambda i: (rank[runs[i].experiment], runs[i].seed, i))
+    rank = {e.name: k for k, e in enumerate(experiments(profile))}  # variants keep their order
+    order = sorted(
+        range(len(runs)),
+        key=lambda i: (rank[runs[i].experiment.partition("@")[0]], runs[i].seed, i),
+    )
     out = runs_dir(results, profile)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -219,7 +222,7 @@ def _write_manifest(folder: Path, profile: str, runs: list[Run]) -> None:
     from ..records import atomic_write_json
 
     path = folder / "grid.json"
-    grid_map = json.loads(path.read_text()) if path.exists() else {}
+    grid_map = read_grid(folder.parent, folder.name)  # not a map: one line naming the file
     for r in runs:
         grid_map[r.run_id] = r.labels()
     atomic_write_json(path, dict(sorted(grid_map.items())))
