@@ -33,6 +33,7 @@ from .quantizers import quantizer
 
 __all__ = [
     "FIND_DEFAULTS",
+    "GRID_LABELS",
     "export_run",
     "find_run",
     "find_runs",
@@ -41,13 +42,17 @@ __all__ = [
     "kept_weights",
     "load_model",
     "load_models",
+    "packed_file",
     "packed_summary",
+    "read_grid",
     "record_status",
     "run_note",
+    "run_roots",
     "runs_dir",
     "runs_folder",
     "summary",
     "trained",
+    "verify_packed",
 ]
 
 FINAL = ("completed", "diverged", "failed")  # a record that will not change any more
@@ -57,6 +62,28 @@ FINAL = ("completed", "diverged", "failed")  # a record that will not change any
 def runs_dir(results: str | Path, profile: str) -> Path:
     """The folder holding a study profile's run folders."""
     return Path(results) / profile / "runs"
+
+
+GRID_LABELS = ("experiment", "task", "cell", "method", "seed")  # each grid.json entry's
+
+
+def read_grid(results: str | Path, profile: str) -> dict[str, dict]:
+    """``results/<profile>/grid.json``: run id -> labels (``GRID_LABELS``), as written by the
+    study's runner; ``{}`` when the file does not exist. A file that is not a JSON object of
+    objects raises ``ValueError`` naming it (entries without every label are returned as they
+    are: :func:`qrnn.study.unlabelled` reports them)."""
+    path = Path(results) / profile / "grid.json"
+    fix = f"restore it (git checkout -- {path}) or delete it and run qrnn study run to rewrite it"
+    try:
+        grid = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is corrupt or truncated (not JSON: {e}); {fix}") from None
+    if not isinstance(grid, dict) or not all(isinstance(v, dict) for v in grid.values()):
+        kind = "an object of non-objects" if isinstance(grid, dict) else type(grid).__name__
+        raise ValueError(f"{path} must be a JSON object run id -> labels, not {kind}; {fix}")
+    return grid
 
 
 def runs_folder(results: str | Path) -> Path:
@@ -69,28 +96,41 @@ def runs_folder(results: str | Path) -> Path:
     raise FileNotFoundError(f"no run records (*/run.json) in {p}, {p}/runs or results/{p}/runs")
 
 
-def find_run(run: str, results: str | Path = "results") -> Path:
-    """A run folder from a path, a run id, or a unique prefix of one under ``results``."""
+def run_roots(results: str | Path | Iterable[str | Path] = ("runs", "results")) -> list[Path]:
+    """The folders that hold run folders under ``results`` (one folder or several): each
+    folder itself, its ``runs/``, and every study folder's ``<profile>/runs/`` in it."""
+    given = [results] if isinstance(results, str | Path) else list(results)
+    out: list[Path] = []
+    for r in map(Path, given):
+        for cand in (r, r / "runs", *sorted(r.glob("*/runs"))):
+            if cand.is_dir() and cand not in out:
+                out.append(cand)
+    return out
+
+
+def find_run(run: str, results: str | Path | Iterable[str | Path] = ("runs", "results")) -> Path:
+    """A run folder from a path, a run id, or a unique prefix of one in :func:`run_roots` of
+    ``results`` (default: ``runs/``, where ``qrnn train`` writes, and ``results/``)."""
     p = Path(run)
     if (p / "run.json").is_file() or p.name == "run.json":
         return p if p.is_dir() else p.parent
     if p.is_absolute() or p.exists():
         raise FileNotFoundError(f"no run record in {p}")
-    root = Path(results)
-    hits = (
-        sorted(d for d in root.glob(f"{run}*") if (d / "run.json").is_file())
-        if root.is_dir()
-        else []
-    )
-    if len(hits) == 1:
-        return hits[0]
+    roots = run_roots(results)
+    hits = sorted({d for root in roots for d in root.glob(f"{run}*") if (d / "run.json").is_file()})
+    exact = [h for h in hits if h.name == run]
+    if len(hits) == 1 or len(exact) == 1:
+        return (exact or hits)[0]
+    where = ", ".join(f"{r}/" for r in roots) or "(none of them exists)"
+    given = [results] if isinstance(results, str | Path) else list(results)
     if not hits:
         raise FileNotFoundError(
-            f"no run {run!r}: not a run folder, and no run id under {root}/ starts with it"
+            f"no run {run!r}: not a run folder, and no run id starts with it in "
+            f"{', '.join(map(str, given))} (searched {where}); pass --results FOLDER"
         )
-    names = ", ".join(h.name for h in hits[:5])
+    names = ", ".join(str(h) for h in hits[:5])
     raise ValueError(
-        f"run {run!r} is ambiguous under {root}/: {names}{' ...' if len(hits) > 5 else ''}"
+        f"run {run!r} is ambiguous: {names}{' ...' if len(hits) > 5 else ''}; pass the run folder"
     )
 
 
@@ -208,10 +248,11 @@ def load_model(run: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
     model = build_model(cfg, rec["model"]["input_size"])
     weights = run / "model.pt"
     if not weights.exists():
-        packed = run / (rec.get("packed") or {}).get("file", "model.npz")
+        packed = packed_file(run, rec)
         if packed.exists():  # committed runs keep the packed file only
             from .export import load_packed
 
+            verify_packed(run, rec)
             return load_packed(packed).to(device).eval(), rec
         raise FileNotFoundError(
             f"{run} has neither model.pt nor model.npz (status {rec['status']!r}): the run "
@@ -219,6 +260,45 @@ def load_model(run: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
         )
     model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
     return model.to(device).eval(), rec
+
+
+class PackedMismatch(ValueError):
+    """A run folder's packed model is not the file its record names (sha256 differs)."""
+
+
+def packed_file(run_dir: str | Path, rec: dict | None = None) -> Path:
+    """The packed model file of a run folder (``model.npz`` unless its record names another)."""
+    if rec is None:
+        rec = records.load_record(run_dir)
+    return Path(run_dir) / ((rec.get("packed") or {}).get("file") or "model.npz")
+
+
+def verify_packed(run_dir: str | Path, rec: dict | None = None) -> str:
+    """Check a run folder's packed model against the sha256 in its ``run.json`` (the file's
+    whole bytes). Returns ``"sha256"`` when it matches, ``"no sha256 in the record"`` when the
+    record names none (nothing to check); raises :class:`PackedMismatch` naming both digests
+    (another run's file, or a changed one) and ``FileNotFoundError`` when the file is gone."""
+    import hashlib
+
+    if rec is None:
+        rec = records.load_record(run_dir)
+    path = packed_file(run_dir, rec)
+    want = (rec.get("packed") or {}).get("sha256")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; restore it from the repository")
+    if not want:
+        return "no sha256 in the record"
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    if h.hexdigest() != want:
+        raise PackedMismatch(
+            f"{path} does not match the sha256 in {Path(run_dir) / 'run.json'} (record "
+            f"{want[:12]}..., file {h.hexdigest()[:12]}...): another run's model or a changed "
+            f"file; restore it (git checkout -- {path}) or train the run again"
+        )
+    return "sha256"
 
 
 def init_model(
@@ -342,6 +422,11 @@ def run_note(status: str, run_dir: Path) -> str:
         return f"  ({runlock.describe(info)})" if info else ""
     if status == "failed" and (run_dir / "error.txt").is_file():
         return "  " + (run_dir / "error.txt").read_text(errors="replace").partition("\n")[0]
+    if status == "failed" and (run_dir / "run.json").is_file():
+        try:
+            records.load_record(run_dir)
+        except (ValueError, OSError) as e:  # a corrupt or truncated record: say so
+            return "  " + " ".join(str(e).split())
     return ""
 
 

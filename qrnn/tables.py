@@ -11,13 +11,12 @@ Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 from .causes import cause_verdicts, causes_table
 from .records import load_record
-from .runs import runs_dir
+from .runs import GRID_LABELS, read_grid, runs_dir
 from .verdicts import (
     GROUP,
     LEVEL,
@@ -136,13 +135,14 @@ def _row(rec: dict, lab: dict) -> dict:
 def collect(profile: str, results: str | Path = "results") -> list[dict]:
     """One tidy row per finished run of the profile (labels from ``grid.json``)."""
     out = runs_dir(results, profile)
-    gpath = Path(results) / profile / "grid.json"
-    labels = json.loads(gpath.read_text()) if gpath.exists() else {}
+    labels = read_grid(results, profile)  # not a map: one line naming the file
     rows = []
     for rec_path in sorted(out.glob("*/run.json")):
         rec = load_record(rec_path)  # a corrupt record: one line naming the file and the fix
         lab = labels.get(rec["run_id"])
         if lab is None or rec["status"] in ("running", "failed"):  # not a result
+            continue
+        if not set(GRID_LABELS) <= set(lab):  # refused by study.summarize unless skipped
             continue
         rows.append(_row(rec, lab))
     return rows

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from ..runs import record_status, runs_dir
+from ..runs import read_grid, record_status, runs_dir
 from .grid import ROOT, TRAIN_NOTEBOOK, Run, experiments, grid
 
 
