@@ -47,7 +47,7 @@ def test_train_then_show(mirror, session_cache, monkeypatch, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["run_id"] == run.name
     assert main(["show", str(run / "model.npz")]) == 0  # the run's packed model
     out = capsys.readouterr().out
-    assert "qrnn.packed version 1" in out and run.name in out and "ternary (2 bits)" in out
+    assert "qrnn.packed version 2" in out and run.name in out and "ternary (2 bits)" in out
 
 
 @pytest.mark.parametrize(

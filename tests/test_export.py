@@ -194,8 +194,13 @@ def _rewrite(path, out, edit_meta=None, edit_members=None, fix_hash=True):
             }
     if edit_meta:
         edit_meta(meta)
+    blob = json.dumps(meta).encode()
+    if fix_hash and meta.get("meta_sha256"):  # a consistent rewrite: the header's own digest too
+        old = meta["meta_sha256"].encode()
+        digest = hashlib.sha256(blob.replace(old, b"0" * 64)).hexdigest().encode()
+        blob = blob.replace(old, digest)
     buf = io.BytesIO()
-    np.savez(buf, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **members)
+    np.savez(buf, meta=np.frombuffer(blob, np.uint8), **members)
     out.write_bytes(buf.getvalue())
     return out
 
@@ -238,8 +243,8 @@ def test_truncated_or_corrupted_files_are_rejected(packed, tmp_path):
 def test_wrong_version_format_and_metadata(packed, tmp_path):
     _, path = packed
     bad = tmp_path / "bad.npz"
-    with pytest.raises(PackedFormatError, match="version 2; this qrnn reads version 1"):
-        load_packed(_rewrite(path, bad, edit_meta=lambda m: m.update(version=2)))
+    with pytest.raises(PackedFormatError, match="version 3; this qrnn reads versions 1, 2"):
+        load_packed(_rewrite(path, bad, edit_meta=lambda m: m.update(version=3)))
     with pytest.raises(PackedFormatError, match=r"not a qrnn\.packed file"):
         load_packed(_rewrite(path, bad, edit_meta=lambda m: m.update(format="other")))
     with pytest.raises(PackedFormatError, match="malformed"):
