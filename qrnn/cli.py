@@ -1,4 +1,4 @@
-"""The ``qrnn`` command: ``schemes``, ``train``, ``show``, ``export``, ``study``.
+"""The ``qrnn`` command: ``schemes``, ``train``, ``show``, ``export``, ``baselines``, ``study``.
 
 Bad arguments exit with status 2 and an argparse message naming the allowed values. Errors
 a user can cause later (missing data, an unwritable results folder, a corrupt record or
@@ -234,6 +234,35 @@ def _add_export(subparsers) -> None:
     sp.set_defaults(func=_export, subparser=sp)
 
 
+def _baselines(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from . import baselines
+
+    data, out = data_folder(args.data), writable_folder(args.out, "output folder", "--out")
+    invocation = {"argv": ["qrnn", *sys.argv[1:]]}
+    if args.task == "ptb-char":
+        rec = baselines.ngram_baseline(args.max_order, data, args.train_limit, args.eval_limit,
+                                       invocation)  # fmt: skip
+    else:
+        rec = baselines.digits_baseline(folds=args.folds, data_root=data, invocation=invocation)
+    print("\n".join(baselines.summary(rec)))
+    print(f"wrote {baselines.write_record(rec, out)} ({rec['wall_time_s']:.1f} s)")
+    return 0
+
+
+def _add_baselines(subparsers) -> None:
+    """Register ``qrnn baselines --task ptb-char|fsdd --out FOLDER`` (:mod:`qrnn.baselines`)."""
+    helptext = "n-gram (ptb-char) or pooled logistic-regression (fsdd) baseline record"
+    sp = subparsers.add_parser("baselines", help=helptext)
+    sp.add_argument("--task", required=True, choices=("ptb-char", "fsdd"))
+    sp.add_argument("--out", default="results/baselines", help="folder for the record")
+    sp.add_argument("--data", default=None, help="data mirror folder (default: $QRNN_DATA)")
+    sp.add_argument("--max-order", type=int, default=9, help="ptb-char: orders 1..N (default 9)")
+    sp.add_argument("--train-limit", type=int, default=0, help="ptb-char: train prefix (0: all)")
+    sp.add_argument("--eval-limit", type=int, default=0, help="ptb-char: eval prefix (0: all)")
+    sp.add_argument("--folds", type=int, default=10, help="fsdd: k-fold partition (0: none)")
+    sp.set_defaults(func=_baselines, subparser=sp)
+
+
 def _study(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from . import study
 
@@ -365,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--json", action="store_true", help="print the whole record")
     sh.set_defaults(func=_show, subparser=sh)
     _add_export(sub)  # qrnn export RUN --out FILE
+    _add_baselines(sub)  # qrnn baselines --task ptb-char|fsdd
 
     st = sub.add_parser("study", help="run, watch and summarize the study grid")
     stsub = st.add_subparsers(dest="study_command", required=True, metavar="STUDY_COMMAND")
