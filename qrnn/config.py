@@ -159,7 +159,10 @@ class RunConfig:
             raise ValueError("stochastic=True is not allowed with scheme='float'")
         if self.bidirectional and self.task != "fsdd":
             raise ValueError("bidirectional=True is only allowed for task 'fsdd'")
-        if not (self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:")):
+        if self.embed and self.task == "fsdd":  # the digits' input is features: no embedding
+            raise ValueError(f"embed={self.embed!r} is not allowed for task 'fsdd'; it must be 0")
+        dev = str(self.device)
+        if not (dev in ("auto", "cpu", "cuda") or (dev[:5] == "cuda:" and dev[5:].isdigit())):
             raise ValueError(f"device={self.device!r} is not allowed; use auto, cpu, cuda, cuda:N")
         for name in (
             "bidirectional",
