@@ -155,3 +155,42 @@ def test_the_runner_orders_variant_experiments(tmp_path, monkeypatch):
     runner.run_study("cpu-v3", tmp_path, only=["method=float"], jobs=1, quiet=True)
     exps = [r.experiment for r in runner.grid("cpu-v3", ["method=float"])]
     assert sorted(seen) == sorted(exps) and exps.index("clip-global") == len(exps) - 1
+
+
+def _sweep_record(folder, status, valid):
+    from qrnn import records
+
+    rec = {k: None for k in records.REQUIRED_KEYS}
+    epochs = [dict.fromkeys(records.EPOCH_KEYS, 0.0) | {"valid_metric": v} for v in valid]
+    rec |= {"schema": records.SCHEMA, "status": status, "epochs": epochs}
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps(rec))
+
+
+def test_each_method_gets_the_rate_of_its_best_validation_and_edges_are_flagged(tmp_path):
+    from qrnn import study
+    from qrnn.study.lrsweep import choose_lr, sweep_table
+
+    runs = study.grid("cpu-v3", only=["experiment=lr-sweep"])
+    lrs = sorted({r.config.lr for r in runs})
+    folder = tmp_path / "cpu-v3" / "runs"
+    for r in runs:
+        k = lrs.index(r.config.lr)
+        if r.method == "float":  # best at the second rate, in an earlier epoch
+            valid = [2.0, 1.5 + 0.1 * abs(k - 1), 1.9]
+        elif r.method == "binary-stoch":  # the largest rate diverges; the best finite is edge
+            valid = [3.0 - 0.1 * k]
+        else:
+            valid = [2.0 - 0.01 * k]
+        status = "diverged" if r.method == "binary-stoch" and k == len(lrs) - 1 else "completed"
+        if r.method == "ternary-det" and k == 0:
+            continue  # not run yet: no choice for ternary-det
+        _sweep_record(folder / r.run_id, status, valid)
+    chosen, path = choose_lr("cpu-v3", tmp_path)
+    assert chosen[("ptb-char", "lstm", "float")] == lrs[1]
+    assert chosen[("ptb-char", "lstm", "binary-stoch")] == lrs[-2]  # diverged counts as worst
+    assert ("ptb-char", "lstm", "ternary-det") not in chosen
+    table = sweep_table("cpu-v3", tmp_path)
+    edge = table[table["chosen"]].set_index("method")["at_edge"]
+    assert not edge["float"] and not edge["binary-stoch"] and edge["ternary-stoch"]
+    assert path.read_text().startswith("task,cell,method,hidden")
