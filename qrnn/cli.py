@@ -1,10 +1,12 @@
-"""The ``qrnn`` command: ``schemes``, ``train``, ``show``, ``export``, ``baselines``, ``study``.
+"""The ``qrnn`` command: ``schemes``, ``train``, ``show``, ``export``, ``baselines``, ``study``,
+``data``.
 
-Bad arguments exit with status 2 and an argparse message naming the allowed values. Errors
-a user can cause later (missing data, an unwritable results folder, a corrupt record or
-packed file, a run claimed by another runner) end in one line ``qrnn: error: ...`` and exit
-status 2; ``--debug`` (or ``QRNN_DEBUG=1``) shows the traceback instead. Other exceptions
-are bugs and keep their traceback.
+Bad arguments exit with status 2 and one line ``qrnn: error: ...`` naming the allowed values
+(no usage block; ``qrnn COMMAND --help`` shows it). Errors a user can cause later (missing or
+corrupt data, an unwritable results folder, a corrupt record, grid.json or packed file, a
+model.npz that is not the one its run.json names, a run claimed by another runner) end in one
+line ``qrnn: error: ...`` and exit status 2; ``--debug`` (or ``QRNN_DEBUG=1``) shows the
+traceback instead. Other exceptions are bugs and keep their traceback.
 
 Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
 Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
@@ -21,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from .quantizers import OPTIONS_HELP, SCHEMES, quantizer
-from .runs import find_run, packed_summary, run_note, summary
+from .runs import find_run, packed_file, packed_summary, run_note, summary, verify_packed
 
 # allowed values of the RunConfig fields that take a fixed set (argparse choices)
 CHOICES = {
@@ -76,6 +78,8 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
                 flag, action=argparse.BooleanOptionalAction, default=default, help=helptext
             )
         elif f.name == "quantizer_options":
+            helptext = ("method options as a JSON object, e.g. '{\"scale\": \"glorot\"}' "
+                        "(qrnn schemes lists each method's options) (default: {})")  # fmt: skip
             g.add_argument(flag, type=_json_dict, default=default, metavar="JSON", help=helptext)
         else:
             typ = {"int": int, "float": float, "str": str}[str(f.type)]
@@ -86,6 +90,23 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
 
 class Refused(Exception):
     """A request refused with a message (one line, exit status 2)."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line, ``qrnn: error: ...`` (no usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"qrnn: error: {message} (usage: {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed; it must be an integer >= 1")
+    return value
 
 
 def writable_folder(folder: str | Path, what: str = "results folder", flag: str = "--results"):
@@ -127,6 +148,9 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(str(e))
     data = data_folder(args.data)
     results = writable_folder(args.results)
+    if not args.quiet:
+        print(f"qrnn: run {run_id(cfg)} -> {results}/; loading the {cfg.task} data ...",
+              file=sys.stderr, flush=True)  # fmt: skip
     claim = runlock.acquire(results / run_id(cfg))
     if claim is None:
         info = runlock.read(results / run_id(cfg)) or {"age_s": 0.0}
@@ -144,6 +168,10 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             invocation={"argv": ["qrnn", *sys.argv[1:]]},
         )
     print(summary(rec))
+    run_dir = results / rec["run_id"]
+    print(f"record   {run_dir / 'run.json'}")
+    if (rec.get("packed") or {}).get("file"):
+        print(f"model    {run_dir / rec['packed']['file']} (qrnn.load_packed; qrnn export)")
     return 0 if rec["status"] in ("completed", "diverged") else 1
 
 
@@ -152,18 +180,37 @@ def _show(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     p = Path(args.run)
     if p.suffix == ".npz" or (p.is_file() and p.name != "run.json"):
-        from .export import read_packed
+        from .export import load_packed, read_packed
 
-        meta = read_packed(p)["meta"]  # PackedFormatError / FileNotFoundError: one line
+        packed = read_packed(p)  # PackedFormatError / FileNotFoundError: one line
+        load_packed(p)  # and the tensors fit the stored architecture
+        checked = [
+            "meta_sha256 (header and payload)"
+            if packed["checked"] != "structure"
+            else "structure only (a version 1 file carries no checksum of its own)"
+        ]
+        rec_path = p.parent / "run.json"
+        if rec_path.is_file() and packed_file(p.parent).name == p.name:
+            checked.append(f"{verify_packed(p.parent)} in {rec_path}")  # refuses a mismatch
+        meta = packed["meta"]
         print(json.dumps(meta, indent=1) if args.json else packed_summary(meta))
+        if not args.json:
+            print(f"checked  {'; '.join(checked)}")
         return 0
     try:
-        run = find_run(args.run, args.results)
+        run = find_run(args.run, _results(args))
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
     rec = load_record(run)  # a corrupt record: one line
+    if packed_file(run, rec).is_file():
+        verify_packed(run, rec)  # another run's or a changed model.npz: one line
     print(json.dumps(rec, indent=1) if args.json else summary(rec))
     return 0
+
+
+def _results(args: argparse.Namespace):
+    """``--results`` of show / export: the folder given, else ``runs/`` and ``results/``."""
+    return args.results if args.results is not None else ("runs", "results")
 
 
 def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -178,7 +225,7 @@ def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if (p.is_absolute() or len(p.parts) > 1) and not p.is_dir():
         parser.error(f"no run {args.run!r}: no such run folder")
     try:
-        run = find_run(args.run, args.results)
+        run = find_run(args.run, _results(args))
     except (FileNotFoundError, ValueError, NotImplementedError) as e:
         parser.error(str(e))
     if not (run / "model.pt").is_file():
@@ -188,6 +235,7 @@ def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 "an epoch)"
             )
         try:  # a committed run keeps the packed file only: export it again from there
+            verify_packed(run)  # the file its record names, not another run's
             read_packed(run / "model.npz")
         except (PackedFormatError, ValueError) as e:
             parser.error(f"{e}; restore the file from the repository")
@@ -205,8 +253,12 @@ def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         rep = export_run(run, args.out)
     except (FileNotFoundError, ValueError, TypeError) as e:
         parser.error(str(e))
+    if rep["ratio"] >= 1.05:
+        size = f"{rep['ratio']:.1f}x smaller than"
+    else:  # a float model: the container costs a little
+        size = f"{1 / rep['ratio']:.2f}x the size of"
     print(
-        f"wrote {args.out}: {rep['file_bytes']:,} bytes, {rep['ratio']:.1f}x smaller than the "
+        f"wrote {args.out}: {rep['file_bytes']:,} bytes, {size} the "
         f"fp32 state_dict ({rep['fp32_bytes']:,} bytes); quantized tensors "
         + (
             f"{rep['quantized_ratio']:.1f}x ({rep['quantized_fraction']:.0%} of the fp32 bytes)"
@@ -230,7 +282,7 @@ def _add_export(subparsers) -> None:
     )
     sp.add_argument("run", help="run folder, run id, or a unique prefix of one")
     sp.add_argument("--out", required=True, metavar="FILE", help="packed file to write")
-    sp.add_argument("--results", default="results", help="where run ids are looked up")
+    sp.add_argument("--results", default=None, metavar="FOLDER", help=RESULTS_HELP)
     sp.set_defaults(func=_export, subparser=sp)
 
 
@@ -312,27 +364,39 @@ def _study(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                     "integer_max_abs_diff", "integer_same_prediction"]  # fmt: skip
             print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
             return 0
-        if args.study_command == "choose-lr":
-            from .study.lrsweep import choose_lr
-
-            chosen, path = choose_lr(args.profile, args.results)
-            for (task, cell, method), lr in chosen.items():
-                print(f"{task} {cell} {method}: lr {lr:g}")
-            print(f"wrote {path} ({len(chosen)} groups decided)")
-            return 0
         if args.study_command == "init-table":
+            before = _stamps(Path(args.results) / args.profile)
             table = study.init_table(args.profile, args.results)
             wide = table[table["tensor"].str.startswith("weight")].pivot_table(
                 index=["experiment", "task", "cell", "method"], columns="tensor", values="zero"
             )
-            print("share of exact zeros at step 0 (written to init.csv)")
+            print("share of exact zeros at step 0")
             print(wide.to_string(float_format=lambda v: f"{v:.3f}"))
+            wrote = _written(Path(args.results) / args.profile, before)
+            print("wrote " + wrote[0] if wrote else "init.csv unchanged (equal to 1e-6)")
             return 0
-        _, summary = study.summarize(args.profile, args.results, args.data)
+        folder = Path(args.results) / args.profile
+        before = _stamps(folder)
+        if args.skip_unlabelled:
+            for rid, why in study.unlabelled(args.profile, args.results):
+                print(f"qrnn: left out {rid}: {why}", file=sys.stderr)
+        _, summary = study.summarize(args.profile, args.results, args.data,
+                                     skip_unlabelled=args.skip_unlabelled)  # fmt: skip
         print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        wrote = _written(folder, before)
+        print("wrote " + ", ".join(wrote))
         return 0
     except ValueError as e:
         parser.error(str(e))
+
+
+def _stamps(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in folder.glob("*.csv")}
+
+
+def _written(folder: Path, before: dict) -> list[str]:
+    """The tables in ``folder`` created or replaced since ``before`` (:func:`_stamps`)."""
+    return [str(folder / n) for n, t in sorted(_stamps(folder).items()) if before.get(n) != t]
 
 
 def study_profiles() -> tuple[str, ...]:
@@ -375,10 +439,39 @@ def _add_debug(p: argparse.ArgumentParser) -> None:
                    help="show the traceback of an error (also: QRNN_DEBUG=1)")  # fmt: skip
 
 
+RESULTS_HELP = (
+    "folder of run folders, or of study folders (<profile>/runs) (default: runs/ and results/)"
+)
+
+
+def _data(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .data import verify_data
+
+    out = verify_data(data_folder(args.data), progress=not args.quiet)
+    print(f"ok       {len(out['ok'])} files")
+    if out["missing"]:
+        more = " ..." if len(out["missing"]) > 5 else ""
+        print(f"absent   {len(out['missing'])} (read when a task needs them): "
+              f"{', '.join(out['missing'][:5])}{more}")  # fmt: skip
+    for _, why in out["bad"]:
+        print(f"bad      {why}")
+    if out["bad"]:
+        more = " ..." if len(out["bad"]) > 5 else ""
+        raise Refused(
+            f"{len(out['bad'])} data file(s) fail their checks: "
+            f"{', '.join(str(path) for path, _ in out['bad'][:5])}{more}; replace them (a "
+            "cache file: delete it to download it again)"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from ._version import __version__
+
+    p = OneLineParser(
         prog="qrnn", description="Recurrent networks with limited numerical precision."
     )
+    p.add_argument("--version", action="version", version=f"qrnn {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     s = sub.add_parser("schemes", help="list the quantization methods, their options and bits")
     s.set_defaults(func=lambda a, _p: _schemes(a), subparser=s)
@@ -390,7 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
         "whose record exists is not redone; an interrupted one resumes.",
     )
     _add_config_flags(t)
-    t.add_argument("--results", default="results", help="results folder (default: results)")
+    t.add_argument("--results", default="runs", metavar="FOLDER",
+                   help="where the run folder goes (default: runs/, untracked)")  # fmt: skip
     t.add_argument("--data", default=None, help="data mirror folder (default: $QRNN_DATA)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.add_argument("--force", action="store_true", help="redo the run even if recorded")
@@ -398,11 +492,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     sh = sub.add_parser("show", help="summarize a run record")
     sh.add_argument("run", help="run folder, run id, or a unique prefix of one")
-    sh.add_argument("--results", default="results", help="where run ids are looked up")
+    sh.add_argument("--results", default=None, metavar="FOLDER", help=RESULTS_HELP)
     sh.add_argument("--json", action="store_true", help="print the whole record")
     sh.set_defaults(func=_show, subparser=sh)
     _add_export(sub)  # qrnn export RUN --out FILE
     _add_baselines(sub)  # qrnn baselines --task ptb-char|fsdd
+
+    d = sub.add_parser("data", help="check the data files (mirror and cache)")
+    dsub = d.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    dv = dsub.add_parser("verify", help="hash every data file again and name each bad one")
+    dv.add_argument("--data", default=None, help="data mirror folder (default: $QRNN_DATA)")
+    dv.add_argument("--quiet", action="store_true", help="no progress bar")
+    dv.set_defaults(func=_data, subparser=dv)
+    _add_debug(dv)
 
     st = sub.add_parser("study", help="run, watch and summarize the study grid")
     stsub = st.add_subparsers(dest="study_command", required=True, metavar="STUDY_COMMAND")
@@ -417,14 +519,13 @@ def build_parser() -> argparse.ArgumentParser:
             "path: hardware.csv",
         ),
         ("init-table", "each method's weights at step 0 (zero shares, norms): init.csv"),
-        ("choose-lr", "each method's learning rate from the lr-sweep runs: lr_choice.csv"),
     ):
         sp = stsub.add_parser(name, help=helptext)
         sp.add_argument("--profile", default="cpu", choices=study_profiles(),
                         help="grid size (default: cpu)")  # fmt: skip
         sp.add_argument("--results", default="results", help="results folder")
         sp.add_argument("--data", default=None, help="data mirror folder (default: $QRNN_DATA)")
-        if name not in ("summarize", "init-table", "choose-lr"):
+        if name not in ("summarize", "init-table"):
             only_help = "filter: experiment, task, cell, method or seed (repeatable)"
             sp.add_argument("--only", action="append", metavar="KEY=V1,V2", help=only_help)
         if name == "run":
@@ -437,12 +538,17 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--quiet", action="store_true", help="no progress bar")
         if name == "status":
             sp.add_argument("--verbose", "-v", action="store_true", help="list unfinished ids")
-            sp.add_argument("--cost", type=int, nargs="?", const=2, metavar="WORKERS",
-                            help="hours per experiment: measured, estimated")  # fmt: skip
+            sp.add_argument("--cost", type=positive_int, nargs="?", const=2, metavar="WORKERS",
+                            help="hours per experiment: measured, estimated, and the wall "
+                            "time on WORKERS parallel runners (default 2)")  # fmt: skip
+        if name == "summarize":
+            sp.add_argument("--skip-unlabelled", action="store_true",
+                            help="summarize without the finished runs that have no labels in "
+                            "grid.json (default: refuse, naming them)")  # fmt: skip
         sp.set_defaults(func=_study, subparser=sp)
     _add_debug(p)
     for name, sp in sub.choices.items():
-        if name != "study":
+        if name not in ("study", "data"):
             _add_debug(sp)
     for sp in stsub.choices.values():
         _add_debug(sp)

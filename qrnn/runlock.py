@@ -84,7 +84,12 @@ def _create(path: Path, content: dict) -> bool:
     """Create ``path`` holding ``content`` if it does not exist; False when it does."""
     data = (json.dumps(content, indent=1) + "\n").encode()
     tmp = path.with_name(f".{path.name}.{content['token']}.tmp")
-    tmp.write_bytes(data)
+    try:
+        tmp.write_bytes(data)
+    except OSError as e:  # a full disk: no empty temporary file left, the claim file named
+        tmp.unlink(missing_ok=True)
+        e.filename = e.filename or str(path)
+        raise
     try:
         os.link(tmp, path)
         return True
@@ -95,8 +100,13 @@ def _create(path: Path, content: dict) -> bool:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        except OSError as e:
+            path.unlink(missing_ok=True)
+            e.filename = e.filename or str(path)
+            raise
         return True
     finally:
         tmp.unlink(missing_ok=True)

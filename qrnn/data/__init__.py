@@ -33,6 +33,22 @@ from .text import FILES, TEXT8_SPLIT, TextCorpus, load_text, ptb_word_to_char
 DATASETS = ("ptb-char", "ptb-word", "text8", "fsdd")
 
 
+def known_files() -> list[FileSpec]:
+    """Every data file whose hash qrnn knows: the text corpora and the FSDD recordings."""
+    from .speech import RECORDINGS, _parse_manifest, fsdd_manifest
+
+    fsdd = [FileSpec(f"{RECORDINGS}/{n}", d) for n, d in _parse_manifest(fsdd_manifest())]
+    return [*FILES.values(), *fsdd]
+
+
+def verify_data(root=None, cache=None, progress: bool = True) -> dict[str, list]:
+    """Hash every local copy of :func:`known_files` again (``qrnn data verify``): the mirror
+    (``root`` or ``$QRNN_DATA``) and the cache; :func:`qrnn.data.sources.verify_files`."""
+    from .sources import verify_files
+
+    return verify_files(known_files(), data_root(root), cache_dir(cache), progress)
+
+
 def load(name: str, **kwargs):
     """``load_text`` for the text corpora, ``load_fsdd`` for ``"fsdd"``."""
     if name == "fsdd":
@@ -59,6 +75,7 @@ __all__ = [
     "cache_dir",
     "compute_features",
     "data_root",
+    "known_files",
     "lm_batches",
     "load",
     "load_fsdd",
@@ -68,4 +85,5 @@ __all__ = [
     "ptb_word_to_char",
     "read_wav",
     "speech_batches",
+    "verify_data",
 ]

@@ -3,8 +3,12 @@
 Resolution order for one file: ``<root>/<relpath>`` (the mirror named by ``QRNN_DATA`` or the
 ``root`` argument), then ``<cache>/<relpath>``, then a download from the file's URL. Every file
 is checked against its known hash before use; successful checks are remembered in
-``<cache>/verified.json`` (keyed by path, size and mtime) so repeat loads do not rehash.
-The mirror is only ever read.
+``<cache>/verified.json`` (keyed by path, inode, size, mtime and ctime: a file changed in place,
+even with its size and mtime restored, is hashed again) so repeat loads do not rehash. Files a
+loader reads whole (the text corpora) are also checked on the bytes actually read
+(:func:`read_checked`), so a record's sha256 is always that of the data used.
+:func:`verify_files` (``qrnn data verify``) hashes every file again on demand. The mirror is
+only ever read.
 
 Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
 Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
@@ -41,8 +45,10 @@ __all__ = [
     "data_root",
     "download",
     "file_digests",
+    "read_checked",
     "resolve",
     "verify",
+    "verify_files",
 ]
 
 CHUNK = 1 << 20
@@ -143,8 +149,16 @@ def file_digests(path: Path, algos: tuple[str, ...] = ("sha256",)) -> dict[str, 
     return {a: h.hexdigest() for a, h in hs.items()}
 
 
+def _stamp(st: os.stat_result) -> dict[str, int]:
+    """What changes when a file is replaced or written in place (ctime: even when the size and
+    the mtime are set back)."""
+    return {"ino": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+            "ctime_ns": st.st_ctime_ns}  # fmt: skip
+
+
 class _VerifiedLog:
-    """``verified.json`` in the cache: ``abs path -> {size, mtime_ns, <algo>: digest}``."""
+    """``verified.json`` in the cache: ``abs path -> {ino, size, mtime_ns, ctime_ns, <algo>:
+    digest}``; an entry counts only while all four stamps are unchanged."""
 
     def __init__(self, cache: Path):
         self.path = cache / "verified.json"
@@ -156,17 +170,17 @@ class _VerifiedLog:
 
     def lookup(self, path: Path, st: os.stat_result) -> dict | None:
         e = self.entries.get(str(path.resolve()))
-        if e and e.get("size") == st.st_size and e.get("mtime_ns") == st.st_mtime_ns:
+        if e and all(e.get(k) == v for k, v in _stamp(st).items()):
             return e
         return None
 
     def record(self, path: Path, st: os.stat_result, digests: dict[str, str]) -> None:
-        self.entries[str(path.resolve())] = {
-            "size": st.st_size,
-            "mtime_ns": st.st_mtime_ns,
-            **digests,
-        }
+        self.entries[str(path.resolve())] = {**_stamp(st), **digests}
         self.dirty = True
+
+    def forget(self, path: Path) -> None:
+        if self.entries.pop(str(path.resolve()), None) is not None:
+            self.dirty = True
 
     def save(self) -> None:
         if not self.dirty:
@@ -196,15 +210,68 @@ def verify(
         return Resolved(path, origin, entry["sha256"], st.st_size)
     digests = file_digests(path, (spec.algo, "sha256"))
     if digests[spec.algo] != spec.digest:
-        raise ChecksumError(
-            f"{origin} file {path} ({st.st_size} bytes) fails its {spec.algo} check: "
-            f"expected {spec.digest}, found {digests[spec.algo]}. The file is corrupt, truncated "
-            f"or a different version; replace it"
-            + (" (delete it to download it again)." if origin == "cache" else ".")
-        )
+        if log is not None:
+            log.forget(path)
+        raise _mismatch(path, spec, origin, st.st_size, digests[spec.algo])
     if log is not None:
         log.record(path, st, digests)
     return Resolved(path, origin, digests["sha256"], st.st_size)
+
+
+def _mismatch(path: Path, spec: FileSpec, origin: str, size: int, found: str) -> ChecksumError:
+    return ChecksumError(
+        f"{origin} file {path} ({size} bytes) fails its {spec.algo} check: "
+        f"expected {spec.digest}, found {found}. The file is corrupt, truncated "
+        f"or a different version; replace it"
+        + (" (delete it to download it again)." if origin == "cache" else ".")
+    )
+
+
+def read_checked(
+    r: Resolved, spec: FileSpec, log: _VerifiedLog | None = None
+) -> tuple[bytes, Resolved]:
+    """The bytes of a resolved file, checked against ``spec`` as read (the file may have
+    changed since it was verified), and ``r`` with the sha256 of those bytes."""
+    data = r.path.read_bytes()
+    found = {a: hashlib.new(a, data).hexdigest() for a in dict.fromkeys((spec.algo, "sha256"))}
+    if found[spec.algo] != spec.digest:
+        if log is not None:
+            log.forget(r.path)
+        raise _mismatch(r.path, spec, r.origin, len(data), found[spec.algo])
+    return data, Resolved(r.path, r.origin, found["sha256"], len(data))
+
+
+def verify_files(
+    specs: list[FileSpec], root: Path | None, cache: Path, progress: bool = True
+) -> dict[str, list]:
+    """Hash every local copy (mirror and cache) of ``specs`` again, whatever the log says, with
+    a progress bar over the bytes. Returns ``{"ok": [path], "bad": [(path, message)],
+    "missing": [relpath]}`` (missing: no local copy at all); the log is updated."""
+    found = [(o, p, s) for s in specs for o, p in local_candidates(s, root, cache) if p.is_file()]
+    have = {s.relpath for _, _, s in found}
+    missing = [s.relpath for s in specs if s.relpath not in have]
+    out: dict[str, list] = {"ok": [], "bad": [], "missing": missing}
+    total = sum(p.stat().st_size for _, p, _ in found)
+    with (
+        verified_log(cache) as log,
+        tqdm(total=total, unit="B", unit_scale=True, desc="verify", disable=not progress) as bar,
+    ):
+        for origin, path, spec in found:
+            try:
+                st = path.stat()
+                digests = file_digests(path, (spec.algo, "sha256"))
+            except OSError as e:
+                out["bad"].append((path, f"{origin} file {path} cannot be read: {e.strerror}"))
+                continue
+            if digests[spec.algo] == spec.digest:
+                log.record(path, st, digests)
+                out["ok"].append(path)
+            else:
+                log.forget(path)
+                bad = _mismatch(path, spec, origin, st.st_size, digests[spec.algo])
+                out["bad"].append((path, str(bad)))
+            bar.update(st.st_size)
+    return out
 
 
 # --------------------------------------------------------------------------- writing

@@ -6,6 +6,7 @@ Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 
 from __future__ import annotations
 
+import io
 import os
 import zipfile
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from .sources import (
     atomic_write,
     data_root,
     find_local,
+    read_checked,
     resolve,
     verified_log,
 )
@@ -144,8 +146,10 @@ def _ptb_char(root, cache, download, specs, log, progress) -> TextCorpus:
         spec = specs[f"ptb.char.{split}.txt"]
         r = find_local(spec, root, cache, log)
         if r is None:  # derive from the word-level file, check, keep in the cache
-            w = resolve(specs[f"ptb.{split}.txt"], root, cache, download, log, progress)
-            data = ptb_word_to_char(w.path.read_text(encoding="ascii")).encode("ascii")
+            wspec = specs[f"ptb.{split}.txt"]
+            w = resolve(wspec, root, cache, download, log, progress)
+            words, w = read_checked(w, wspec, log)
+            data = ptb_word_to_char(words.decode("ascii")).encode("ascii")
             dest = cache / spec.relpath
             atomic_write(dest, data)
             try:
@@ -156,7 +160,7 @@ def _ptb_char(root, cache, download, specs, log, progress) -> TextCorpus:
             r = Resolved(r.path, "derived", r.sha256, r.size)
             files[f"ptb.{split}.txt"] = _file_record(w)
         else:
-            data = r.path.read_bytes()
+            data, r = read_checked(r, spec, log)  # the record's sha256: of the bytes used
         files[spec.relpath.rsplit("/", 1)[-1]] = _file_record(r)
         streams[split] = _parse_char_file(data, r.path)
     alphabet = np.unique(streams["train"])
@@ -175,10 +179,11 @@ def _ptb_char(root, cache, download, specs, log, progress) -> TextCorpus:
 def _ptb_word(root, cache, download, specs, log, progress) -> TextCorpus:
     tokens, files = {}, {}
     for split in SPLITS:
-        r = resolve(specs[f"ptb.{split}.txt"], root, cache, download, log, progress)
+        spec = specs[f"ptb.{split}.txt"]
+        data, r = read_checked(resolve(spec, root, cache, download, log, progress), spec, log)
         files[f"ptb.{split}.txt"] = _file_record(r)
         toks = []
-        for line in r.path.read_text(encoding="ascii").splitlines():
+        for line in data.decode("ascii").splitlines():
             toks.extend(line.split())
             toks.append(EOS)
         tokens[split] = toks
@@ -197,8 +202,9 @@ def _ptb_word(root, cache, download, specs, log, progress) -> TextCorpus:
 
 
 def _text8(root, cache, download, specs, log, progress, split_sizes) -> TextCorpus:
-    r = resolve(specs["text8.zip"], root, cache, download, log, progress)
-    with zipfile.ZipFile(r.path) as zf:
+    spec = specs["text8.zip"]
+    blob, r = read_checked(resolve(spec, root, cache, download, log, progress), spec, log)
+    with zipfile.ZipFile(io.BytesIO(blob)) as zf:
         try:
             raw = zf.read("text8")
         except KeyError:

@@ -18,8 +18,9 @@ One module per concern, their names importable from here:
 
 * ``qrnn.study.grid``: methods, tasks, experiments, profiles, :func:`grid`;
 * ``qrnn.study.runner``: :func:`execute_run`, :func:`run_study`, :func:`status`, :func:`cost`;
-* ``qrnn.study.summaries``: :func:`summarize` (tables and claims: ``qrnn.tables``),
-  :func:`init_table`, :func:`unigram_baseline`;
+* ``qrnn.study.summaries``: :func:`summarize` (tables and claims: ``qrnn.tables``; it refuses
+  finished runs without labels in ``grid.json``, :func:`unlabelled`), :func:`init_table`,
+  :func:`unigram_baseline`;
 * ``qrnn.study.ptq``: :func:`post_training`, :func:`summarize_ptq`;
 * ``qrnn.study.costs``: :func:`hardware`, :func:`summarize_hardware`.
 """
@@ -59,6 +60,7 @@ from .summaries import (
     normalization_table,
     summarize,
     unigram_baseline,
+    unlabelled,
 )
 
 __all__ = [
@@ -104,4 +106,5 @@ __all__ = [
     "summarize_hardware",
     "summarize_ptq",
     "unigram_baseline",
+    "unlabelled",
 ]

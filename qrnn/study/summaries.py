@@ -5,9 +5,11 @@ unigram baseline, and ``init.csv`` (the weights at step 0). After Ott et al. 201
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from .. import tables as _tables
+from ..runs import GRID_LABELS, read_grid, runs_dir
 from .grid import grid
 
 
@@ -30,10 +32,52 @@ collect, claims, groups = _tables.collect, _tables.claims, _tables.groups
 normalization_table, NORMALIZATIONS = _tables.normalization_table, _tables.NORMALIZATIONS
 
 
-def summarize(profile: str, results: str | Path = "results", data_root: str | None = None):
+def unlabelled(profile: str, results: str | Path = "results") -> list[tuple[str, str]]:
+    """``[(run id, why)]``: the finished (completed or diverged) run records of the profile
+    that ``grid.json`` gives no labels, or not all of ``GRID_LABELS``; the tables would leave
+    them out. Unreadable records are left to the tables (one line naming the file)."""
+    import json
+
+    grid_map = read_grid(results, profile)
+    gpath = Path(results) / profile / "grid.json"
+    out = []
+    for rec_path in sorted(runs_dir(results, profile).glob("*/run.json")):
+        try:
+            rec = json.loads(rec_path.read_text())
+            rid, status = rec["run_id"], rec["status"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if status not in ("completed", "diverged"):
+            continue
+        lab = grid_map.get(rid)
+        if lab is None:
+            out.append((rid, "no entry" if gpath.exists() else "grid.json is missing"))
+        elif missing := [k for k in GRID_LABELS if k not in lab]:
+            out.append((rid, f"its entry lacks {', '.join(missing)}"))
+    return out
+
+
+def summarize(
+    profile: str,
+    results: str | Path = "results",
+    data_root: str | None = None,
+    skip_unlabelled: bool = False,
+):
     """Write the profile's tables (:func:`qrnn.tables.summarize`: runs, groups with intervals
-    and verdicts, claims, causes, normalization); ``data_root`` is not needed any more (every
-    record carries its own baseline) and kept for callers."""
+    and verdicts, claims, causes, normalization). Finished runs without their labels in
+    ``grid.json`` (:func:`unlabelled`) are refused by name, or left out with
+    ``skip_unlabelled``. ``data_root`` is not needed any more (every record carries its own
+    baseline) and kept for callers."""
+    skipped = unlabelled(profile, results)
+    if skipped and not skip_unlabelled:
+        gpath = Path(results) / profile / "grid.json"
+        names = ", ".join(f"{rid} ({why})" for rid, why in skipped[:6])
+        more = f" and {len(skipped) - 6} more" if len(skipped) > 6 else ""
+        raise ValueError(
+            f"{len(skipped)} finished run(s) in {runs_dir(results, profile)} have no labels in "
+            f"{gpath}: {names}{more}; restore grid.json (git checkout, or qrnn study run "
+            "rewrites it), or pass --skip-unlabelled to summarize without them"
+        )
     return _tables.summarize(profile, results)
 
 
@@ -70,5 +114,29 @@ def init_table(profile: str = "cpu", results: str | Path = "results", seed: int 
     table = pd.DataFrame(rows)
     folder = Path(results) / profile
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(folder / "init.csv", table.to_csv(index=False).encode())
+    if not _same_table(folder / "init.csv", table):  # last-digit noise does not rewrite it
+        atomic_write_bytes(folder / "init.csv", table.to_csv(index=False).encode())
     return table
+
+
+def _same_table(path: Path, table, rtol: float = 1e-6) -> bool:
+    """Whether the CSV at ``path`` holds ``table``: same columns and labels, numbers equal to
+    ``rtol`` (another machine's float rounding differs in the last digits)."""
+    import numpy as np
+    import pandas as pd
+
+    try:
+        old = pd.read_csv(path)
+    except (OSError, ValueError):
+        return False
+    new = pd.read_csv(io.StringIO(table.to_csv(index=False)))  # as it would be written
+    if list(old.columns) != list(new.columns) or len(old) != len(new):
+        return False
+    for c in new.columns:
+        a, b = old[c], new[c]
+        if pd.api.types.is_numeric_dtype(a) and pd.api.types.is_numeric_dtype(b):
+            if not np.allclose(a, b, rtol=rtol, atol=1e-12, equal_nan=True):
+                return False
+        elif not a.astype(str).equals(b.astype(str)):
+            return False
+    return True
