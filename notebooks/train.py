@@ -80,8 +80,10 @@ results_dir = "runs/notebooks"  # records: <results_dir>/<run-id>/ (relative: to
 data_root = None  # data mirror folder (None: $QRNN_DATA)
 quiet = False  # True: no progress bars
 histograms = True  # weight histograms and earlier runs of these settings (the study: False)
+_names = set(globals())  # the parameters above: any other name papermill -p passes is refused
 
 # %%
+_unknown = set(globals()) - globals().pop("_names", set(globals())) - {"_names"}
 import dataclasses
 
 import matplotlib.pyplot as plt
@@ -94,7 +96,9 @@ from qrnn.runs import load_model
 from qrnn.train import RunConfig, load_data, run_id, train
 from qrnn.viz import style
 
-# Validate the parameters: a bad value fails here with a message naming it.
+# Validate the parameters: an unknown name or a bad value fails here with a message naming it
+# (a dict, e.g. quantizer_options, may come as a JSON string: -p quantizer_options '{...}').
+presets.refuse_unknown(_unknown)
 values = {f.name: globals().get(f.name) for f in dataclasses.fields(RunConfig)}
 config, filled = presets.config_from(values, preset)
 results = presets.results_path(results_dir)

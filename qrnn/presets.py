@@ -28,6 +28,8 @@ import torch
 from .train import LM_TASKS, RunConfig, build_model, load_data, resolve_device
 
 PRESETS = ("class", "study", "none")
+# the train notebook's parameters besides RunConfig's fields
+NOTEBOOK_SETTINGS = ("preset", "results_dir", "data_root", "quiet", "histograms")
 
 # first 200k training characters (of 5.0M), 20k for validation and test; an LSTM with 128
 # units learns visibly in 8 epochs of 32 batches. One thread: on a busy 2-core machine 2
@@ -64,14 +66,51 @@ def preset(name: str, task: str = "ptb-char", split: str = "standard") -> dict[s
     return {**TASKS[label], **first.tasks[label]}
 
 
+def refuse_unknown(names) -> None:
+    """Refuse notebook parameter names the train notebook does not have (papermill only warns
+    and the run would train with the default), naming the allowed ones."""
+    import difflib
+
+    allowed = [*NOTEBOOK_SETTINGS, *(f.name for f in dataclasses.fields(RunConfig))]
+    unknown = sorted(n for n in names if not n.startswith("_") and n not in allowed)
+    if unknown:
+        guess = {n: difflib.get_close_matches(n, allowed, n=1) for n in unknown}
+        named = ", ".join(n + (f" (did you mean {guess[n][0]}?)" if guess[n] else "")
+                          for n in unknown)  # fmt: skip
+        raise ValueError(f"unknown parameter {named}; the parameters are {', '.join(allowed)}")
+
+
+def _dict_field(name: str, value: Any) -> Any:
+    """A dict parameter given as a JSON string (papermill ``-p name '{...}'``) as a dict."""
+    if not isinstance(value, str):
+        return value
+    import json
+
+    try:
+        out = json.loads(value)
+    except ValueError:
+        out = None
+    if not isinstance(out, dict):
+        example = """'{"scale": "glorot"}'"""
+        raise ValueError(
+            f"{name}={value!r} is not a JSON object; pass e.g. -p {name} {example} or "
+            f"-y '{name}: {{scale: glorot}}'"
+        )
+    return out
+
+
 def config_from(values: Mapping[str, Any], name: str = "none") -> tuple[RunConfig, list[str]]:
     """A RunConfig from notebook parameters: ``None`` values take preset ``name``'s value, or
-    RunConfig's default. Also returns the fields the preset filled."""
-    names = {f.name for f in dataclasses.fields(RunConfig)}
-    unknown = set(values) - names
+    RunConfig's default; a dict field may be given as a JSON string. Also returns the fields
+    the preset filled."""
+    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    unknown = set(values) - set(fields)
     if unknown:
         raise ValueError(f"not RunConfig fields: {', '.join(sorted(unknown))}")
     given = {k: v for k, v in values.items() if v is not None}
+    for k in given:
+        if fields[k].type in ("dict", dict):
+            given[k] = _dict_field(k, given[k])
     where = {k: given[k] for k in ("task", "split") if k in given}
     fill = {k: v for k, v in preset(name, **where).items() if k not in given}
     return RunConfig(**{**fill, **given}), sorted(fill)
