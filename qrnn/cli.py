@@ -66,8 +66,8 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     from . import train
     from .train import FIELD_HELP, RunConfig
 
-    choices = {**CHOICES, "init": getattr(train, "INITS", None),
-               "weight_noise": getattr(train, "WEIGHT_NOISE", None)}  # fmt: skip
+    # weight_noise also takes METHOD:SCALE (binary:0.25): RunConfig checks it
+    choices = {**CHOICES, "init": getattr(train, "INITS", None)}
     g = p.add_argument_group("run configuration (every field of qrnn.train.RunConfig)")
     for f in dataclasses.fields(RunConfig):
         flag = "--" + f.name.replace("_", "-")

@@ -79,7 +79,7 @@ class RunConfig:
     quantize_bias: bool = True  # biases (the authors quantize them too)
     quantize_io: bool = False  # also the embedding and output layers (authors: no)
     weight_norm: bool = False  # weight normalization of the quantized recurrent matrices
-    weight_noise: str = "none"  # float only: none | binary | ternary (matched rounding noise)
+    weight_noise: str = "none"  # float only: none | binary | ternary | binary:H (rounding noise)
     layer_norm: bool = False  # layer norm of the gate pre-activations (Python time loop: slower)
     clip_shadow: str = "auto"  # auto (binary/ternary/pow2: yes) | on | off: BinaryConnect clip
     optimizer: str = "adam"  # adam | sgd
@@ -130,7 +130,10 @@ class RunConfig:
         choice("clip_shadow", ("auto", "on", "off"))
         choice("optimizer", ("adam", "sgd"))
         choice("init", INITS)
-        choice("weight_noise", WEIGHT_NOISE)
+        if self.weight_noise not in WEIGHT_NOISE:
+            from .layers import noise_quantizer
+
+            noise_quantizer(self.weight_noise)  # METHOD:SCALE, or one line naming what is allowed
         choice("lr_schedule", LR_SCHEDULES)
         choice("clip_mode", CLIP_MODES)
         if self.weight_noise != "none" and self.scheme != "float":

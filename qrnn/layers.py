@@ -42,6 +42,24 @@ _PARAM = re.compile(r"^(weight|bias)_(ih|hh)_l(\d+)(_reverse)?$")
 NOISE_MATCH = {"binary": quantizer("binary"), "ternary": quantizer("ternary")}
 
 
+def noise_quantizer(spec: str) -> Quantizer:
+    """The quantizer whose rounding variance ``weight_noise=spec`` matches: ``binary`` (H = 1),
+    ``ternary`` (Glorot W0), or ``METHOD:SCALE`` with another scale (``binary:0.25``,
+    ``binary:glorot``: the dose-response of claim 5)."""
+    if spec in NOISE_MATCH:
+        return NOISE_MATCH[spec]
+    method, sep, scale = str(spec).partition(":")
+    if sep and method in NOISE_MATCH and scale:
+        with contextlib.suppress(ValueError):
+            return quantizer(method, scale=float(scale))
+        with contextlib.suppress(ValueError):
+            return quantizer(method, scale=scale)
+    raise ValueError(
+        f"weight_noise={spec!r} is not allowed; choose none, binary, ternary, or METHOD:SCALE "
+        "(METHOD binary or ternary; SCALE a positive number, glorot, glorot*K or unit)"
+    )
+
+
 class QuantRNNBase(nn.RNNBase):
     """Shared logic; use :class:`QuantRNN`, :class:`QuantGRU` or :class:`QuantLSTM`.
 
@@ -71,7 +89,9 @@ class QuantRNNBase(nn.RNNBase):
       (:meth:`qrnn.quantizers.Quantizer.rounding_variance`: binary ``H^2 - W^2`` with H = 1,
       ternary ``W0 |W| - W^2`` with the Glorot W0), drawn once per forward like the
       quantizers' draws. The control of issue "noise through time": variance without
-      discreteness.
+      discreteness. ``"binary:0.25"`` (``METHOD:SCALE``) matches that method at another scale;
+      ``quantize_input`` / ``quantize_recurrent`` / ``quantize_bias`` choose which tensors get
+      the noise.
     """
 
     def __init__(
@@ -98,12 +118,7 @@ class QuantRNNBase(nn.RNNBase):
         self.stochastic = bool(stochastic)
         if weight_noise in (None, "none"):
             weight_noise = None
-        elif weight_noise not in NOISE_MATCH:
-            raise ValueError(
-                f"weight_noise={weight_noise!r} is not allowed; choose none, "
-                + ", ".join(NOISE_MATCH)
-            )
-        elif scheme != "float":
+        elif noise_quantizer(weight_noise) and scheme != "float":
             raise ValueError("weight_noise needs scheme='float' (it replaces the rounding)")
         self.weight_noise = weight_noise
         self.quantize_input = bool(quantize_input)
@@ -238,7 +253,7 @@ class QuantRNNBase(nn.RNNBase):
             if self.is_quantized(name):
                 fan_in, fan_out = self.param_fans(name)
                 w = self.quantizer(w, stochastic, self.generator, fan_in=fan_in, fan_out=fan_out)
-            elif noisy and _PARAM.match(name):
+            elif noisy and self._noisy(name):
                 w = w + self.weight_noise_sample(name, w)
             if self.weight_norm and name.startswith("weight"):
                 gain = getattr(self, f"{name}_gain")
@@ -246,9 +261,19 @@ class QuantRNNBase(nn.RNNBase):
             out[name] = w
         return out
 
+    def _noisy(self, name: str) -> bool:
+        """Does ``weight_noise`` reach parameter ``name``? The flags that choose quantized
+        tensors choose the noisy ones (all True by default: every weight and bias)."""
+        m = _PARAM.match(name)
+        if m is None:
+            return False
+        if m.group(1) == "bias":
+            return self.quantize_bias
+        return self.quantize_input if m.group(2) == "ih" else self.quantize_recurrent
+
     def weight_noise_sample(self, name: str, w: Tensor) -> Tensor:
         """One draw of the matched noise for parameter ``name``: ``sqrt(Var(w)) * N(0, 1)``."""
-        var = NOISE_MATCH[self.weight_noise].rounding_variance(w, *self.param_fans(name))
+        var = noise_quantizer(self.weight_noise).rounding_variance(w, *self.param_fans(name))
         eps = torch.randn(w.shape, generator=self.generator, dtype=w.dtype, device=w.device)
         return var.sqrt() * eps
 

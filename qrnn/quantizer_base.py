@@ -176,6 +176,17 @@ def _grid_decode(codes: np.ndarray, bits: int, n_max: int, step) -> np.ndarray:
     return (n.astype(np.float32) * step).astype(np.float32)
 
 
+def _glorot_gain(s: Any) -> float | None:
+    """K of a scale written ``"glorot*K"`` (K times the Glorot bound), else None."""
+    if not (isinstance(s, str) and s.startswith("glorot*")):
+        return None
+    try:
+        k = float(s.removeprefix("glorot*"))
+    except ValueError:
+        return None
+    return k if math.isfinite(k) and k > 0 else None
+
+
 @dataclass(frozen=True, repr=False)
 class Scaled(Quantizer):
     """Binary and ternary: levels scaled by one number per matrix (H or W0)."""
@@ -184,10 +195,10 @@ class Scaled(Quantizer):
     def check_options(cls, opts: dict[str, Any]) -> dict[str, Any]:
         s = opts["scale"]
         numeric = isinstance(s, int | float) and not isinstance(s, bool)
-        if not (s in ("unit", "glorot", "rms") or numeric):
+        if not (s in ("unit", "glorot", "rms") or numeric or _glorot_gain(s)):
             raise ValueError(
-                f"{cls.scheme}: scale must be 'unit', 'glorot', 'rms' or a positive number, "
-                f"got {s!r}"
+                f"{cls.scheme}: scale must be 'unit', 'glorot', 'glorot*K' (K > 0 times the "
+                f"Glorot bound), 'rms' or a positive number, got {s!r}"
             )
         if not isinstance(s, str):
             opts["scale"] = _check_number("scale", cls.scheme, s, positive=True)
@@ -201,7 +212,8 @@ class Scaled(Quantizer):
             # in float64, so that quantizing +-H again gives +-H exactly (a float32 mean of H^2
             # can be 1 ulp off, and a reloaded packed model then differs from the trained one)
             return max(float(w.detach().double().pow(2).mean().sqrt()), 1e-12)
-        if s == "glorot":
+        gain = _glorot_gain(s) or (1.0 if s == "glorot" else None)
+        if gain is not None:
             if fan_in is None or fan_out is None:
                 if w.dim() != 2:
                     raise ValueError(
@@ -209,7 +221,7 @@ class Scaled(Quantizer):
                         f"{w.dim()}-D tensor (only 2-D tensors infer them from their shape)"
                     )
                 fan_out, fan_in = w.shape
-            return math.sqrt(6.0 / (fan_in + fan_out))
+            return gain * math.sqrt(6.0 / (fan_in + fan_out))
         return float(s)
 
     def rounding_variance(

@@ -141,7 +141,7 @@ class Ternary(Scaled):
     clips_by_default: ClassVar[bool] = True
     defaults: ClassVar[dict[str, Any]] = {"scale": "glorot"}
     options_help: ClassVar[str] = (
-        "scale: 'glorot' (W0 per matrix; default) | 'unit' | 'rms' | number"
+        "scale: 'glorot' (W0 per matrix; default) | 'glorot*K' (K W0) | 'unit' | 'rms' | number"
     )
 
     @property

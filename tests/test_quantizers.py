@@ -148,7 +148,9 @@ def test_unknown_scheme_and_options_are_clear_errors():
         quantizer("exponential", min_exp=3, max_exp=1)
     with pytest.raises(ValueError, match="positive"):
         quantizer("ternary", scale=-1.0)
-    with pytest.raises(ValueError, match="'unit', 'glorot', 'rms' or a positive number"):
+    with pytest.raises(
+        ValueError, match="'glorot\\*K' .K > 0 times the Glorot bound., 'rms' or a positive number"
+    ):
         quantizer("binary", scale="he")
     with pytest.raises(TypeError, match="floating"):
         quantizer("binary")(torch.arange(3))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import pytest
 import torch
@@ -194,3 +195,67 @@ def test_each_method_gets_the_rate_of_its_best_validation_and_edges_are_flagged(
     edge = table[table["chosen"]].set_index("method")["at_edge"]
     assert not edge["float"] and not edge["binary-stoch"] and edge["ternary-stoch"]
     assert path.read_text().startswith("task,cell,method,hidden")
+
+
+def test_ternary_at_k_times_the_glorot_bound():
+    from qrnn import quantizer
+
+    w = torch.randn(64, 32) * 0.3
+    w0 = math.sqrt(6 / (64 + 32))
+    q = quantizer("ternary", scale="glorot*2")
+    assert q.scale(w) == pytest.approx(2 * w0) and q.clip_bound(w) == pytest.approx(2 * w0)
+    assert set(q(w).unique().tolist()) <= {-2 * w0, 0.0, 2 * w0} or torch.allclose(
+        q(w).abs().max(), torch.tensor(2 * w0))  # fmt: skip
+    with pytest.raises(ValueError, match="'glorot\\*K'"):
+        quantizer("ternary", scale="glorot*-1")
+
+
+@pytest.mark.parametrize(
+    ("spec", "flags", "noisy"),
+    [
+        ("binary", {}, {"weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"}),
+        ("binary:0.25", {"quantize_input": False, "quantize_bias": False}, {"weight_hh_l0"}),
+        ("binary:glorot", {"quantize_recurrent": False, "quantize_bias": False}, {"weight_ih_l0"}),
+    ],
+)
+def test_weight_noise_reaches_the_chosen_tensors_with_the_chosen_variance(spec, flags, noisy):
+    from qrnn import QuantLSTM
+    from qrnn.layers import noise_quantizer
+
+    layer = QuantLSTM(8, 16, weight_noise=spec, **flags).train()
+    layer.generator = torch.Generator().manual_seed(0)
+    q = layer.quantized_parameters()
+    changed = {n for n, w in q.items() if not torch.equal(w, getattr(layer, n))}
+    assert changed == noisy
+    fans = layer.param_fans("weight_hh_l0")  # Glorot per gate block
+    h = noise_quantizer(spec).scale(layer.weight_hh_l0, *fans)
+    assert h == {"binary": 1.0, "binary:0.25": 0.25}.get(spec, math.sqrt(6 / sum(fans)))
+    with pytest.raises(ValueError, match="weight_noise='binary:-2' is not allowed"):
+        RunConfig(weight_noise="binary:-2")
+
+
+def test_derived_methods_take_their_base_methods_learning_rate():
+    import qrnn.study.grid  # noqa: F401  (qrnn.study.grid is also a function's name)
+
+    g = sys.modules["qrnn.study.grid"]
+    assert g.base_method("ternary-stoch-2w0") == "ternary-stoch"
+    assert g.base_method("ternary-det") == "ternary-det"
+    assert g.base_method("float-dropout-0.3") == "float"
+    assert g.base_method("pow2-stoch") == "pow2-ternary"
+    assert g.base_method("exponential-stoch") == "exponential-stoch"
+
+
+def test_the_chosen_learning_rates_are_the_sweeps_choice():
+    """grid.V3_LR, the table the headline uses, equals what choose-lr wrote from the sweep."""
+    import pandas as pd
+
+    import qrnn.study.grid  # noqa: F401  (qrnn.study.grid is also a function's name)
+
+    g = sys.modules["qrnn.study.grid"]
+    path = g.ROOT / "results" / "cpu-v3" / "lr_choice.csv"
+    if not path.exists():
+        assert not g.V3_LR  # nothing chosen before the sweep is committed
+        return
+    t = pd.read_csv(path)
+    chosen = {(r.task, r.cell, r.method): r.lr for r in t[t["chosen"]].itertuples()}
+    assert chosen == g.V3_LR

@@ -49,6 +49,43 @@ for _scale in ("glorot", "rms"):
         }  # fmt: skip
 for _match in ("binary", "ternary"):
     _METHOD[f"float-noise-{_match}"] = {"scheme": "float", "weight_noise": _match}
+# study v3 (issue 26). What closes the ternary gap: shadow clipping off, twice the Glorot W0,
+# a learned scale (weight normalization), float biases.
+TERNARY_VARIANTS = {
+    "noclip": {"clip_shadow": "off"},
+    "2w0": {"quantizer_options": {"scale": "glorot*2"}},
+    "wn": {"weight_norm": True},
+    "fpbias": {"quantize_bias": False},
+}
+for _mode, _stoch in (("det", False), ("stoch", True)):
+    for _v, _fields in TERNARY_VARIANTS.items():
+        _METHOD[f"ternary-{_mode}-{_v}"] = {"scheme": "ternary", "stochastic": _stoch, **_fields}
+# claim 5 as a dose-response: float + noise of binary-stoch's variance H^2 - w^2 at several H,
+# and at H = 1 on the recurrent or the input matrices only (biases noise-free)
+NOISE_DOSES = ("glorot", "0.25", "0.5")
+for _h in NOISE_DOSES:
+    _METHOD[f"float-noise-binary-{_h}"] = {"scheme": "float", "weight_noise": f"binary:{_h}"}
+_NOISE_ONLY = {"scheme": "float", "weight_noise": "binary", "quantize_bias": False}
+_METHOD["float-noise-binary-rec"] = {**_NOISE_ONLY, "quantize_input": False}
+_METHOD["float-noise-binary-in"] = {**_NOISE_ONLY, "quantize_recurrent": False}
+# claim 3's references: float at a constant learning rate (its best epoch is tested), float
+# with dropout before the output layer
+_METHOD["float-const"] = {"scheme": "float", "lr_schedule": "plateau", "lr_decay": 1.0}
+for _p in (0.1, 0.3):
+    _METHOD[f"float-dropout-{_p:g}"] = {"scheme": "float", "dropout": _p}
+
+
+def base_method(label: str) -> str:
+    """The method whose learning rate a derived method uses (``ternary-det-2w0`` ->
+    ``ternary-det``, ``float-noise-binary-rec`` -> ``float``, ``pow2-stoch`` -> pow2)."""
+    if label.startswith("float"):
+        return "float"
+    if label == "pow2-stoch":
+        return "pow2-ternary"
+    for m, _, _ in METHODS:
+        if label == m or label.startswith(m + "-"):
+            return m
+    raise ValueError(f"method {label!r} has no base method")
 
 
 def method_fields(label: str) -> dict[str, Any]:
@@ -272,9 +309,62 @@ def _lr_label(lr: float) -> str:
     return f"lr={lr:g}"
 
 
+# The headline's budget: 12 epochs of the full text. The ablations run shorter, labelled
+# budgets, each with its own float twin, so that every gap compares equal budgets.
+V3_ABLATION = {**V3_LM, "epochs": 4}
+V3_DOSE = {**V3_LM, "epochs": 2}
+# claim 3's overfitting regime at two training sizes (batch 32), cosine over a fixed budget
+V3_OVERFIT = {
+    "250k": {**V3_LM, "train_limit": 250_000, "batch_size": 32, "epochs": 30},
+    "1m": {**V3_LM, "train_limit": 1_000_000, "batch_size": 32, "epochs": 10},
+}
+# Each method's peak learning rate, chosen on validation by ``qrnn study choose-lr --profile
+# cpu-v3`` from the lr-sweep runs (results/cpu-v3/lr_choice.csv; a test checks this table
+# against that file). An experiment whose methods are not all decided waits (is left out).
+V3_LR: dict[tuple[str, str, str], float] = {}
+
+
+def _lrs(task: str, cell: str, methods: tuple[str, ...]) -> dict[str, dict] | None:
+    """``per_method`` learning rates of ``methods`` (each from its base method), or None
+    while one is not decided."""
+    out = {}
+    for m in methods:
+        lr = V3_LR.get((task, cell, base_method(m)))
+        if lr is None:
+            return None
+        out[m] = {"lr": lr}
+    return out
+
+
 def _cpu_v3_experiments() -> list[Experiment]:
     """Study v3's experiments, in the order the runner takes them (issue 26)."""
     all_methods = tuple(m[0] for m in METHODS)
+    variants = (f"ternary-{mode}-{v}" for mode in ("det", "stoch") for v in TERNARY_VARIANTS)
+    ternary = ("float", "ternary-det", "ternary-stoch", *variants)
+    dose = ("float", "binary-stoch", "float-noise-binary",
+            *(f"float-noise-binary-{h}" for h in NOISE_DOSES),
+            "float-noise-binary-rec", "float-noise-binary-in")  # fmt: skip
+    overfit = ("float", "float-const", "float-dropout-0.1", "float-dropout-0.3",
+               "binary-stoch", "ternary-stoch", "pow2-stoch", "exponential-stoch")  # fmt: skip
+    decided = [
+        ("main", {"ptb-char": V3_LM}, all_methods, (0, 1, 2),
+         "PTB-char LSTM 256, each method at its own learning rate, 12 epochs (the headline)"),
+        ("ternary-gap", {"ptb-char": V3_ABLATION}, ternary, (0, 1, 2),
+         "what closes the ternary gap: shadow clipping off, 2 W0, a learned scale, float "
+         "biases (4 epochs, with its own float and ternary twins)"),
+        ("noise-dose", {"ptb-char": V3_DOSE}, dose, (0, 1, 2),
+         "claim 5: float + binary-stoch rounding noise at H = Glorot, 0.25, 0.5, 1, and on "
+         "the recurrent or input matrices only (2 epochs)"),
+        *((f"overfit-{size}", {"ptb-char": cfg}, overfit, (0, 1, 2),
+           f"claim 3: the first {cfg['train_limit']:,} training characters, "
+           f"{cfg['epochs']} epochs") for size, cfg in V3_OVERFIT.items()),
+    ]  # fmt: skip
+    later = []
+    for name, tasks, methods, seeds, text in decided:
+        per = _lrs("ptb-char", "lstm", methods)
+        if per is not None:
+            later.append(Experiment(name, tasks, cells=("lstm",), methods=methods, seeds=seeds,
+                                    per_method=per, description=text))  # fmt: skip
     return [
         Experiment("lr-sweep", {"ptb-char": V3_SWEEP}, cells=("lstm",), methods=all_methods,
                    seeds=(0,), variants=tuple((_lr_label(lr), {"lr": lr}) for lr in V3_SWEEP_LRS),
@@ -284,6 +374,7 @@ def _cpu_v3_experiments() -> list[Experiment]:
                    cells=("lstm",), methods=("float", "binary-stoch", "ternary-det"), seeds=(0,),
                    description="global instead of per-tensor gradient clipping, at the sweep's "
                    "budget and lr 2e-3 (its twins: lr-sweep@lr=0.002)"),
+        *later,
     ]  # fmt: skip
 
 
