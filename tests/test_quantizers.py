@@ -149,7 +149,8 @@ def test_unknown_scheme_and_options_are_clear_errors():
     with pytest.raises(ValueError, match="positive"):
         quantizer("ternary", scale=-1.0)
     with pytest.raises(
-        ValueError, match="'glorot\\*K' .K > 0 times the Glorot bound., 'rms' or a positive number"
+        ValueError,
+        match=r"'glorot\*K' \(K > 0 times the Glorot bound\), 'rms' or a positive number",
     ):
         quantizer("binary", scale="he")
     with pytest.raises(TypeError, match="floating"):
