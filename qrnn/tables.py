@@ -11,35 +11,41 @@ Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from pathlib import Path
 
 from .causes import cause_verdicts, causes_table
+from .claims import (
+    CLAIM3_GAIN,
+    MAIN_GRID,
+    NORMALIZATIONS,
+    OVERFIT_GAP,
+    PRIMARY,
+    WORKS_AT,
+    claim_thresholds,
+    claims,
+    normalization_table,
+    overfits,
+    rescue_groups,
+    works_state,
+)
+from .config import identity
 from .records import load_record
 from .runs import GRID_LABELS, read_grid, runs_dir
-from .verdicts import (
-    GROUP,
-    LEVEL,
-    MARGINS,
-    claim_verdict,
-    count_text,
-    gap_text,
-    group_verdict,
-    interval,
-)
+from .verdicts import GROUP, MARGINS, group_verdict, interval, p_above, p_below, p_similar
 
 # experiments without a float model of their own, and where their float reference lives
 REFERENCE = {"scale": "main", "noise": "main", "digits-cause": "digits"}
-# the main grid: the claims about methods read these experiments
-MAIN_GRID = ("main", "digits", "ptb-cells")
-# experiment -> the normalization it adds to the settings of an unnormalized experiment
-NORMALIZATIONS = {"main": "none", "digits": "none", "ptb-cells": "none", "normalization": "weight",
-                  "layernorm": "layer"}  # fmt: skip
-OVERFIT_GAP = 0.1  # claim 3's gate: final valid - final train BPC of float, at least this
 # a run at its best at its last epoch counts as still improving unless, past this many epochs,
 # its validation metric fell by less than a fifth of the task's similarity margin over them
 PLATEAU_WINDOW = 5
-CLAIM3_GAIN = 0.133  # the paper's gain of its best stochastic PTB-char model over float (BPC)
+# config fields a method sets (they differ between a group and its float reference), and
+# fields that may also differ there (a learning rate chosen per method)
+METHOD_FIELDS = ("scheme", "stochastic", "quantizer_options", "weight_noise")
+TUNED_FIELDS = ("lr",)
+BASELINES = "baselines"  # results/baselines/*.json: the project's independent baselines
 
 # published float baselines for PTB-char (test BPC), cited beside ours with their scale
 LITERATURE = (
@@ -49,14 +55,59 @@ LITERATURE = (
 )  # fmt: skip
 
 __all__ = [
+    "CLAIM3_GAIN",
     "LITERATURE",
+    "MAIN_GRID",
+    "NORMALIZATIONS",
+    "OVERFIT_GAP",
+    "PRIMARY",
+    "WORKS_AT",
+    "claim_thresholds",
     "claims",
     "collect",
+    "config_keys",
+    "figure_rows",
     "groups",
     "normalization_table",
+    "overfits",
+    "read_baselines",
     "rescue_groups",
     "summarize",
+    "works_state",
 ]
+
+
+def _digest(d: dict) -> str:
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def config_keys(config: dict | None) -> dict:
+    """The columns that key a run's group: ``hidden``, ``max_epochs`` and ``train_limit`` (the
+    budget), ``setting`` (a digest of every setting but the seed, the execution fields and the
+    method's own, :data:`METHOD_FIELDS`) and ``twin`` (the same without :data:`TUNED_FIELDS`:
+    what a group shares with its float reference)."""
+    if not config:
+        return {"hidden": math.nan, "max_epochs": math.nan, "train_limit": math.nan,
+                "setting": "", "twin": ""}  # fmt: skip
+    base = {k: v for k, v in identity(config).items() if k not in ("seed", *METHOD_FIELDS)}
+    twin = {k: v for k, v in base.items() if k not in TUNED_FIELDS}
+    return {"hidden": config.get("hidden", math.nan), "max_epochs": config.get("epochs", math.nan),
+            "train_limit": config.get("train_limit", 0), "setting": _digest(base),
+            "twin": _digest(twin)}  # fmt: skip
+
+
+def _with_keys(runs):
+    """``runs`` with every :data:`GROUP` column (rows built by hand may lack the budget and
+    the setting digest: then the hidden size stands for the setting)."""
+    runs = runs.copy()
+    if "setting" not in runs:
+        runs["setting"] = "h" + runs["hidden"].astype(str)
+    if "twin" not in runs:
+        runs["twin"] = runs["setting"]
+    for col in ("max_epochs", "train_limit"):
+        if col not in runs:
+            runs[col] = 0
+    return runs
 
 
 def still_improving(rec: dict) -> bool:
@@ -119,7 +170,7 @@ def _row(rec: dict, lab: dict) -> dict:
         "steps": steps,
         # symbols (LM) or recordings (digits) seen in training
         "seen": (steps or 0) * cfg["batch_size"] * (cfg["bptt"] if lm else 1),
-        "hidden": cfg["hidden"],
+        **config_keys(cfg),
         "wall_s": rec["wall_time_s"],
         "baseline": (rec.get("baseline") or {}).get("metric", math.nan),
         "learned": rec.get("learned"),
@@ -149,46 +200,109 @@ def collect(profile: str, results: str | Path = "results") -> list[dict]:
 
 
 def _paired_gaps(runs):
-    """``gap_to_float`` per run: its test metric minus the float run of the same task, cell
-    and seed in the same experiment (or in :data:`REFERENCE`'s experiment)."""
+    """``gap_to_float`` per run: its test metric minus the float run of the same task, cell,
+    setting and seed in the same experiment (or in :data:`REFERENCE`'s experiment); when no
+    float run has the same setting, the only one that differs from it in
+    :data:`TUNED_FIELDS` alone (none when several do)."""
+    runs = _with_keys(runs)
     ref_exp = runs["experiment"].map(lambda e: REFERENCE.get(e, e))
-    fl = runs[runs["method"] == "float"].set_index(["experiment", "task", "cell", "seed"])["test"]
-    keys = list(zip(ref_exp, runs["task"], runs["cell"], runs["seed"], strict=True))
-    runs = runs.copy()
-    runs["float_test"] = [fl.get(k, math.nan) for k in keys]
+    fl = runs[runs["method"] == "float"]
+    where = [fl[c] for c in ("experiment", "task", "cell")]
+    exact = dict(zip(zip(*where, fl["setting"], fl["seed"], strict=True), fl["test"],
+                     strict=True))  # fmt: skip
+    loose: dict = {}
+    for k, t in zip(zip(*where, fl["twin"], fl["seed"], strict=True), fl["test"], strict=True):
+        loose.setdefault(k, []).append(t)
+    found = []
+    for e, t, c, s, w, seed in zip(ref_exp, runs["task"], runs["cell"], runs["setting"],
+                                   runs["twin"], runs["seed"], strict=True):  # fmt: skip
+        if (e, t, c, s, seed) in exact:
+            found.append(exact[e, t, c, s, seed])
+        else:
+            cands = loose.get((e, t, c, w, seed), [])
+            found.append(cands[0] if len(cands) == 1 else math.nan)
+    runs["float_test"] = found
     runs["gap_to_float"] = runs["test"] - runs["float_test"]
     return runs
 
 
-def groups(runs):
-    """One row per (experiment, task, cell, method): counts, test mean and sd, the paired gap
-    to float with its interval and verdict, and whether the group *works* (keeps at least
-    half of float's gain over the baseline, decided on the interval)."""
+def _standing(test_lo, test_hi, test_mean, refs) -> str:
+    """Where a group's test interval lies among the independent baselines ``refs`` (name,
+    test): the best it beats and the first it does not beat."""
+    if not refs:
+        return "not computed"
+    lo = test_lo if math.isfinite(test_lo) else test_mean
+    hi = test_hi if math.isfinite(test_hi) else test_mean
+    if not math.isfinite(hi):
+        return "no test result"
+    beaten = [r for r in refs if hi < r["test"]]
+    above = [r for r in refs if lo > r["test"]]
+    parts = []
+    if beaten:
+        best = min(beaten, key=lambda r: r["test"])
+        parts.append(f"beats {best['name']} ({best['test']:.3f})")
+    if above:
+        first = max(above, key=lambda r: r["test"])
+        parts.append(f"behind {first['name']} ({first['test']:.3f})")
+    return "; ".join(parts) or "not separable from any baseline (intervals overlap)"
+
+
+def read_baselines(folder: str | Path) -> list[dict]:
+    """The independent baselines under ``folder`` (``results/baselines/*.json``, schema
+    ``qrnn.baseline/1`` of :mod:`qrnn.baselines`), one row per (task, name, test): PTB-char's
+    Kneser-Ney n-grams per order, the digits baseline per split and pooling (the speakers
+    split as task ``fsdd-speakers``). Absent or unreadable files give no rows."""
+    rows = []
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(rec, dict) or not isinstance(rec.get("results"), dict):
+            continue
+        task, res = rec.get("task"), rec["results"]
+        base = str(rec.get("baseline") or path.stem)
+        short = "KN" if base == "kneser-ney" else base
+        for o in res.get("orders") or []:
+            if isinstance(o, dict) and isinstance(o.get("test_bpc"), (int, float)):
+                rows.append({"task": task, "name": f"{short} {o.get('order')}-gram",
+                             "test": float(o["test_bpc"])})  # fmt: skip
+        for split, pools in (res.get("splits") or {}).items():
+            for pool, r in (pools or {}).items():
+                if isinstance(r, dict) and isinstance(r.get("test_error"), (int, float)):
+                    rows.append(
+                        {
+                            "task": task if split == "standard" else f"{task}-{split}",
+                            "name": f"{short} ({pool})",
+                            "test": float(r["test_error"]),
+                        }
+                    )
+    return [r for r in rows if math.isfinite(r["test"])]
+
+
+def groups(runs, baselines: list[dict] | None = None):
+    """One row per group (:data:`GROUP`: experiment, task, cell, hidden, budget, setting,
+    method): counts, test mean and sd, the paired gap to float with its interval, p-values and
+    verdict, and the group's standing against float's gain over the baseline (``gain``):
+    ``works`` at :data:`WORKS_AT`'s first share (the one that decides), ``works_0.2`` /
+    ``works_0.1`` at the others, ``gain_lost`` (gap / gain, with its interval), and
+    ``vs_reference`` against the project's independent ``baselines`` (:func:`read_baselines`;
+    "not computed" without them)."""
     import pandas as pd
 
+    runs = _with_keys(runs)
+    refs = {}
+    for b in baselines or []:
+        refs.setdefault(b["task"], []).append(b)
     rows = []
-    for key, g in runs.groupby(GROUP, sort=False):
+    for key, g in runs.groupby(GROUP, sort=False, dropna=False):
         metric = g["metric"].iloc[0]
         margin = MARGINS.get(metric, 0.0)
         gap = interval(g["gap_to_float"])
         test = interval(g["test"])
         baseline = float(g["baseline"].mean())
         float_mean = float(g["float_test"].mean())
-        half_loss = 0.5 * (baseline - float_mean)  # the gap that loses half the gain
-        tested = int(g["test"].notna().sum())
-        if tested == 0:
-            verdict = works = "diverged"
-        else:
-            verdict = group_verdict(gap["lo"], gap["hi"], margin, n=gap["n"])
-            if key[3] == "float":
-                verdict = "reference"
-            if gap["n"] >= 2 and gap["lo"] > half_loss:
-                works = "fails"
-            elif gap["n"] >= 2 and gap["hi"] < half_loss:
-                works = "works"
-            else:
-                works = "inconclusive"
-        rows.append({
+        row = {
             **dict(zip(GROUP, key, strict=True)),
             "metric": metric,
             "n": len(g),
@@ -200,20 +314,43 @@ def groups(runs):
             "test_mean": test["mean"], "test_std": test["sd"],
             "test_lo": test["lo"], "test_hi": test["hi"],
             "gap_mean": gap["mean"], "gap_lo": gap["lo"], "gap_hi": gap["hi"],
-            "n_paired": gap["n"], "margin": margin, "verdict": verdict, "works": works,
-            "baseline": baseline, "float_test": float_mean,
+            "gap_sd": gap["sd"], "n_paired": gap["n"], "margin": margin,
+            "p_better": p_below(gap["mean"], gap["sd"], gap["n"]),
+            "p_worse": p_above(gap["mean"], gap["sd"], gap["n"]),
+            "p_similar": p_similar(gap["mean"], gap["sd"], gap["n"], margin),
+            "baseline": baseline, "float_test": float_mean, "gain": baseline - float_mean,
+        }  # fmt: skip
+        tested = int(g["test"].notna().sum())
+        if tested == 0:
+            row["verdict"] = "diverged"
+        else:
+            row["verdict"] = group_verdict(gap["lo"], gap["hi"], margin, n=gap["n"])
+            if row["method"] == "float":
+                row["verdict"] = "reference"
+        for i, share in enumerate(WORKS_AT):
+            state = "diverged" if tested == 0 else works_state(row, share)
+            row["works" if i == 0 else f"works_{share}"] = state
+        row["gain_lost"], row["gain_lost_lo"], row["gain_lost_hi"] = (
+            v / row["gain"] if row["gain"] > 0 else math.nan
+            for v in (gap["mean"], gap["lo"], gap["hi"])
+        )
+        row["vs_reference"] = _standing(test["lo"], test["hi"], test["mean"],
+                                        refs.get(row["task"], []))  # fmt: skip
+        row.update({
             "zero_init": float(g["zero_init"].mean()),
-            "hidden": int(g["hidden"].iloc[0]), "epochs_mean": float(g["epochs"].mean()),
+            "epochs_mean": float(g["epochs"].mean()),
             "steps_mean": float(g["steps"].mean()), "seen_mean": float(g["seen"].mean()),
             "wall_s_mean": float(g["wall_s"].mean()),
         })  # fmt: skip
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
 def summarize(profile: str, results: str | Path = "results"):
-    """Write ``runs.csv``, ``summary.csv``, ``claims.csv``, ``causes.csv``,
-    ``cause_verdicts.csv`` and ``normalization.csv`` under ``results/<profile>/``; return the
-    runs and summary frames."""
+    """Write ``runs.csv``, ``summary.csv``, ``claims.csv``, ``claims_thresholds.csv``,
+    ``causes.csv``, ``cause_verdicts.csv`` and ``normalization.csv`` under
+    ``results/<profile>/``; return the runs and summary frames. The independent baselines are
+    read from ``results/baselines/`` when present."""
     import pandas as pd
 
     from .records import atomic_write_bytes
@@ -222,7 +359,7 @@ def summarize(profile: str, results: str | Path = "results"):
     if runs.empty:
         raise ValueError(f"no run records under {runs_dir(results, profile)}; run the study first")
     runs = _paired_gaps(runs)
-    summary = groups(runs)
+    summary = groups(runs, read_baselines(Path(results) / BASELINES))
     folder = Path(results) / profile
 
     def write(name, frame):
@@ -231,166 +368,27 @@ def summarize(profile: str, results: str | Path = "results"):
     write("runs.csv", runs)
     write("summary.csv", summary)
     write("claims.csv", pd.DataFrame(claims(runs, summary)))
+    write("claims_thresholds.csv", claim_thresholds(runs, summary))
     causes = causes_table(summary)
-    for name, table in (("causes.csv", causes), ("cause_verdicts.csv", cause_verdicts(causes)),
+    for name, table in (("causes.csv", causes),
+                        ("cause_verdicts.csv", cause_verdicts(causes, runs)),
                         ("normalization.csv", normalization_table(summary))):  # fmt: skip
         if len(table):
             write(name, table)
     return runs, summary
 
 
-# what a group's verdict says about a claim; anything else is "inconclusive"
-FAILS = {"fails": "supports", "diverged": "supports", "works": "contradicts"}  # claim 1
-SIMILAR_OR_BETTER = {"similar": "supports", "better": "supports", "worse": "contradicts",
-                     "diverged": "contradicts"}  # fmt: skip
-BETTER = {"better": "supports", "similar": "contradicts", "worse": "contradicts",
-          "diverged": "contradicts"}  # fmt: skip
-
-
-def _outcomes(verdicts, meaning: dict) -> list[str]:
-    return [meaning.get(v, "inconclusive") for v in verdicts]
-
-
-def claims(runs, summary) -> list[dict]:
-    """The paper's claims (../shared/PAPER.md), each decided from the groups by its rule."""
-    out = []
-    main = summary[summary["experiment"].isin(MAIN_GRID)]
-
-    def row(claim, rule, outcomes, ours=""):
-        out.append({"claim": claim, "rule": rule, "verdict": claim_verdict(outcomes),
-                    "counts": count_text(outcomes), "ours": ours})  # fmt: skip
-
-    binary = main[main["method"].isin(["binary-det", "binary-stoch"])]
-    row("1. binarization (det. and stoch.) does not work for RNNs",
-        "per binary group of the main grid: supports when it diverges or the 95% interval of "
-        "its gap to float lies above half of float's gain over the unigram/chance baseline "
-        "(fails); contradicts when the interval lies below it (works)",
-        _outcomes(binary["works"], FAILS),
-        f"{len(binary)} groups")  # fmt: skip
-    tern = main[main["method"].isin(["ternary-det", "ternary-stoch", "pow2-ternary"])]
-    row("2. ternary and pow2-ternary give similar or better accuracy than float",
-        "per group of the main grid: supports when the gap interval is within +-margin "
-        "(similar) or below 0 (better); contradicts when above 0 (worse) or diverged; margins "
-        "0.05 BPC, 1 point of error",
-        _outcomes(tern["verdict"], SIMILAR_OR_BETTER),
-        "; ".join(f"{r['task']} {r['cell']} {int(r['hidden'])} {r['method']}: {gap_text(r)}"
-                  for _, r in tern.iterrows()))  # fmt: skip
-    out.append(_claim3(runs, summary))
-    dig = summary[
-        (summary["experiment"] == "digits")
-        & summary["method"].isin(
-            ["ternary-det", "ternary-stoch", "pow2-ternary", "exponential-det", "exponential-stoch"]
-        )
-    ]
-    row("4. on spoken digits ternary, pow2 and exponential quantization beat float",
-        "per (split, cell, method) of the digits experiment (FSDD for TIDIGITS): supports "
-        "when the error-gap interval lies below 0; contradicts when it is similar, above 0 or "
-        "diverged",
-        _outcomes(dig["verdict"], BETTER),
-        f"{len(dig)} groups")  # fmt: skip
-    norm = normalization_table(summary)
-    if len(norm):
-        failing = rescue_groups(norm)
-        outcomes = []
-        for _, r in failing.iterrows():
-            # the normalizations tried at this budget (a missing one is NaN in the table)
-            w = [x for n in ("weight", "layer") if isinstance(x := r.get(f"works_{n}"), str)]
-            outcomes.append("supports" if "works" in w else
-                            "contradicts" if w and all(x in ("fails", "diverged") for x in w)
-                            else "inconclusive")  # fmt: skip
-        row(
-            "N. (later work) weight or layer normalization makes binary RNNs work",
-            "per binary group that does not work without normalization: supports when it "
-            "works with weight or layer normalization (rule of claim 1), contradicts when it "
-            "fails with every normalization tried",
-            outcomes,
-            f"{len(failing)} groups",
-        )
-    return out
-
-
-def overfits(runs) -> tuple[bool, str]:
-    """Claim 3's gate from the float runs of the ``overfit`` experiment: every seed's best
-    validation epoch comes before its last, and its final training BPC is below its final
-    validation BPC by at least :data:`OVERFIT_GAP`."""
-    fl = runs[(runs["experiment"] == "overfit") & (runs["method"] == "float")]
-    if fl.empty:
-        return False, "no float run in the overfit experiment"
-    early = fl["best_epoch"] < fl["epochs"]
-    gap = fl["final_valid"] - fl["final_train"]
-    ok = bool(early.all() and (gap >= OVERFIT_GAP).all())
-    why = (f"float best epoch {', '.join(str(int(b)) for b in fl['best_epoch'])} of "
-           f"{int(fl['epochs'].max())}; final valid - train BPC "
-           f"{', '.join(f'{g:.2f}' for g in gap)}")  # fmt: skip
-    return ok, why
-
-
-def _claim3(runs, summary) -> dict:
-    claim = f"3. on PTB-char the best stochastic model beats float by {CLAIM3_GAIN} BPC"
-    rule = ("only when float overfits (best validation epoch before the last, final train BPC "
-            f"below validation by >= {OVERFIT_GAP}); the stochastic method with the best mean "
-            "validation BPC is chosen, then its paired test gap interval: reproduced when "
-            "better (below 0 and not inside +-0.05), refuted when similar (inside +-0.05 BPC) "
-            "or worse and the chosen method had stopped improving; inconclusive when it was "
-            "still improving at its last epoch in any seed (best validation at the last "
-            f"epoch, and past {PLATEAU_WINDOW} epochs a fall of at least 0.01 BPC over the "
-            f"last {PLATEAU_WINDOW}; its final accuracy is not known)")  # fmt: skip
-    ok, why = overfits(runs)
-    over = summary[(summary["experiment"] == "overfit") & (summary["method"] != "float")]
-    if not ok or over.empty:
-        return {"claim": claim, "rule": rule, "verdict": "not tested",
-                "counts": "no overfitting regime" if not ok else "no stochastic group",
-                "ours": why}  # fmt: skip
-    valid = runs[runs["experiment"] == "overfit"].groupby("method")["valid"].mean()
-    best = over.loc[over["method"].map(valid).idxmin()]
-    outcome = {"better": "supports", "similar": "contradicts", "worse": "contradicts"}.get(
-        best["verdict"], "inconclusive"
-    )
-    improving = int(best["still_improving"])
-    if outcome == "contradicts" and improving:  # not beaten yet, but not finished either
-        outcome = "inconclusive"
-    size = ""
-    if best["verdict"] == "similar" and best["gap_hi"] < 0:  # a real gain, of no claimed size
-        size = (
-            f" (below 0 but inside the +-{MARGINS['bpc']} BPC margin; the paper's "
-            f"{-CLAIM3_GAIN:+.3f} lies {'inside' if best['gap_lo'] <= -CLAIM3_GAIN else 'outside'}"
-            " the interval)"
-        )
-    return {"claim": claim, "rule": rule, "verdict": claim_verdict([outcome]),
-            "counts": count_text([outcome]),
-            "ours": f"{best['method']} (best validation): gap {gap_text(best)} BPC, {LEVEL:.0%} "
-                    f"interval, n={int(best['n_paired'])}{size}, still improving at its last "
-                    f"epoch in {improving} of {int(best['n'])} seeds; {why}"}  # fmt: skip
-
-
-def rescue_groups(norm):
-    """The rows of :func:`normalization_table` that the normalization claim covers: binary
-    groups that do not *work* without normalization (fail, diverge or are inconclusive),
-    counted only where that unnormalized twin of the same budget was run."""
-    if "works_none" not in norm:
-        return norm.iloc[0:0]
-    none = norm["works_none"]
-    return norm[norm["method"].str.startswith("binary") & none.notna() & (none != "works")]
-
-
-def normalization_table(summary):
-    """The normalization rescue side by side: one row per (task, cell, hidden, method) trained
-    with a normalization: test mean, gap to the float of the same normalization with its
-    interval, and the works verdict (``none``: the unnormalized experiment of the same budget,
-    main / ptb-cells / digits; ``weight``; ``layer``)."""
-    import pandas as pd
-
-    s = summary[summary["experiment"].isin(NORMALIZATIONS)].copy()
-    s["norm"] = s["experiment"].map(NORMALIZATIONS)
-    key = ["task", "cell", "hidden", "method"]
-    normed = s[s["norm"] != "none"][key].drop_duplicates()
-    if normed.empty:
-        return pd.DataFrame()
-    s = s.merge(normed, on=key)
-    values = ("test_mean", "n", "learned", "gap_mean", "gap_lo", "gap_hi", "works")
-    wide = s.pivot_table(index=[*key, "metric"], columns="norm",
-                         values=list(values), aggfunc="first")  # fmt: skip
-    order = [(v, n) for n in ("none", "weight", "layer") for v in values if (v, n) in wide.columns]
-    wide = wide[order]
-    wide.columns = [f"{v}_{n}" for v, n in wide.columns]
-    return wide.reset_index()
+def figure_rows(summary) -> list[dict]:
+    """The groups as the results page's figure receives them: ``cell`` names the series,
+    ``lstm 256`` (with the experiment when two groups of a task would still share a series
+    and method), so no two configurations are drawn as one."""
+    rows = summary.to_dict("records")
+    for r in rows:
+        r["cell"] = f"{r['cell']} {int(r['hidden'])}"
+    seen: dict = {}
+    for r in rows:
+        seen.setdefault((r["task"], r["cell"], r["method"]), set()).add(r["experiment"])
+    for r in rows:
+        if len(seen[r["task"], r["cell"], r["method"]]) > 1:
+            r["cell"] = f"{r['cell']} ({r['experiment']})"
+    return rows

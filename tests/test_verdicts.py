@@ -1,5 +1,6 @@
 """The study's decision rules on synthetic run tables: intervals, group verdicts at their
-boundaries, the overfitting gate of claim 3, the claims' verdicts (issue 12)."""
+boundaries, the overfitting gate of claim 3, the claims' verdicts (issues 12 and 28; the rules
+of issue 28 on their own: test_verdicts_claims.py)."""
 
 from __future__ import annotations
 
@@ -51,8 +52,10 @@ def test_claim_verdicts():
     assert claim_verdict(["supports", "inconclusive"]) == "inconclusive"
 
 
-def _run(experiment, method, seed, test, *, task="ptb-char", cell="lstm", best=3, epochs=3,
-         final_train=1.5, final_valid=1.6, status="completed", valid=None, hidden=256):  # fmt: skip
+def _run(experiment, method, seed, test, *, task="ptb-char", cell="lstm", best=2, epochs=3,
+         final_train=1.5, final_valid=1.6, status="completed", valid=None,
+         hidden=None):  # fmt: skip
+    hidden = hidden or (256 if task == "ptb-char" else 64)
     return {
         "experiment": experiment, "task": task, "cell": cell, "method": method, "seed": seed,
         "run_id": f"{experiment}-{method}-{seed}", "status": status,
@@ -85,7 +88,7 @@ def test_gaps_are_paired_by_seed_and_decide_the_group():
     assert s.loc["float", "verdict"] == "reference"
     # binary keeps far less than half of float's gain over the unigram baseline: fails
     assert s.loc["binary-det", "works"] == "fails" and s.loc["binary-det", "learned"] == 3
-    found = {c["claim"][:2]: c for c in tables.claims(runs, summary)}
+    found = {c["claim"][:2]: c for c in tables.claims(runs, summary) if c["task"] == "overall"}
     assert found["1."]["verdict"] == "reproduced" and found["1."]["counts"] == "1 support"
     assert found["2."]["verdict"] == "reproduced"
     assert found["3."]["verdict"] == "not tested"  # no overfit experiment at all
@@ -126,45 +129,44 @@ def test_claim3_is_not_tested_when_float_does_not_overfit():
     assert c3["verdict"] == "not tested"
 
 
-@pytest.mark.parametrize(("gap", "verdict"), [(-0.2, "reproduced"), (0.2, "refuted"),
-                                              (0.01, "refuted")])  # fmt: skip
+SIZE_NOT = "direction reproduced, size not reproduced"
+
+
+@pytest.mark.parametrize(("gap", "verdict"), [(-0.133, "reproduced (direction and size)"),
+                                              (-0.2, SIZE_NOT), (0.2, "opposite effect"),
+                                              (0.01, "opposite effect"),
+                                              (-0.001, "no effect")])  # fmt: skip
 def test_claim3_picks_the_stochastic_method_on_validation(gap, verdict):
     runs, summary = _summarize(_overfit_rows(12, 20, 1.2, 1.9, gap))
     ok, _ = tables.overfits(runs)
     assert ok
     c3 = next(c for c in tables.claims(runs, summary) if c["claim"].startswith("3."))
-    assert c3["verdict"] == verdict and c3["ours"].startswith("ternary-stoch")
+    assert c3["verdict"].startswith(verdict) and c3["ours"].startswith("ternary-stoch")
+    assert c3["task"] == "PTB-char" and "ternary-stoch (best validation)" in c3["primary"]
 
 
-def test_claim3_a_small_real_gain_is_not_the_claimed_one():
+def test_claim3_a_small_real_gain_is_its_direction_not_its_size():
     # every seed 0.03 BPC better than float (an interval below 0, inside the 0.05 margin):
-    # similar by the group rule, so the claim of a 0.133 gain is refuted, and the text says
-    # that the gain is real but outside the claimed size
+    # the direction of the claim is reproduced, its size (0.133) is not
     runs, summary = _summarize(_overfit_rows(12, 20, 1.2, 1.9, -0.031))
     c3 = next(c for c in tables.claims(runs, summary) if c["claim"].startswith("3."))
-    assert c3["verdict"] == "refuted"
-    assert "below 0 but inside the +-0.05 BPC margin; the paper's -0.133 lies outside" in c3["ours"]
+    assert c3["verdict"] == (f"{SIZE_NOT} (the paper's -0.133 lies outside the interval)")
+    assert "the paper's -0.133 lies outside the interval" in c3["ours"]
 
 
-def test_claim3_is_inconclusive_while_the_chosen_method_still_improves():
-    # the stochastic model is worse than float but its validation BPC was still falling at
-    # its last epoch: it may yet beat float, so the claim is not refuted at this budget
-    rows = _overfit_rows(12, 20, 1.2, 1.9, 0.2)
-    for r in rows:
-        if r["method"] == "ternary-stoch":
-            r["best_epoch"] = r["epochs"] = 20
-            r["still_improving"] = True
-    runs, summary = _summarize(rows)
-    c3 = next(c for c in tables.claims(runs, summary) if c["claim"].startswith("3."))
-    assert c3["verdict"] == "inconclusive"
-    assert "still improving at its last epoch in 3 of 3 seeds" in c3["ours"]
-    # a win stands whether or not the model was still improving
-    rows = _overfit_rows(12, 20, 1.2, 1.9, -0.2)
-    for r in rows:
-        r["still_improving"] = r["method"] == "ternary-stoch"
-    runs, summary = _summarize(rows)
-    c3 = next(c for c in tables.claims(runs, summary) if c["claim"].startswith("3."))
-    assert c3["verdict"] == "reproduced"
+def test_claim3_is_not_converged_while_the_chosen_method_still_improves():
+    # the chosen model's validation BPC was still falling at its last epoch: a win or a loss
+    # at this budget says nothing about converged accuracy
+    for gap in (0.2, -0.2):
+        rows = _overfit_rows(12, 20, 1.2, 1.9, gap)
+        for r in rows:
+            if r["method"] == "ternary-stoch":
+                r["best_epoch"] = r["epochs"] = 20
+                r["still_improving"] = True
+        runs, summary = _summarize(rows)
+        c3 = next(c for c in tables.claims(runs, summary) if c["claim"].startswith("3."))
+        assert c3["verdict"] == "not converged at this budget"
+        assert "still improving at its last epoch in 3 of 3 seeds" in c3["ours"]
 
 
 def test_a_gap_without_an_interval_says_so():
@@ -205,6 +207,7 @@ def test_normalization_rescue_claim():
     assert t.loc["binary-det", "works_layer"] == "works"
     rescue = tables.claims(runs, summary)[-1]
     assert rescue["claim"].startswith("N.") and rescue["verdict"] == "reproduced"
+    assert rescue["task"] == "overall" and rescue["counts"] == "1 support"
 
 
 def test_normalization_rescue_needs_a_twin_of_the_same_budget():
@@ -230,7 +233,10 @@ def test_normalization_rescue_needs_a_twin_of_the_same_budget():
     assert t.loc["binary-det", "works_none"] == "fails"
     assert t.loc["binary-det", "works_layer"] == "works"
     rescue = tables.claims(runs, summary)[-1]
-    assert rescue["verdict"] == "reproduced" and rescue["counts"] == "1 support", rescue
+    # the 128-unit twin supports beside the declared primary (the headline's 256 units),
+    # which has no normalized twin here
+    assert rescue["verdict"] == "not tested in the primary group", rescue
+    assert rescue["supporting"] == "1 support", rescue
     # failing with the one normalization tried at that budget contradicts (the other one,
     # not run there, is no outcome)
     for seed in range(3):
@@ -239,7 +245,7 @@ def test_normalization_rescue_needs_a_twin_of_the_same_budget():
     t = tables.normalization_table(summary).set_index("method")
     assert t.loc["binary-det", "works_layer"] == "fails" and "works_weight" not in t
     rescue = tables.claims(runs, summary)[-1]
-    assert rescue["verdict"] == "refuted" and rescue["counts"] == "1 contradict", rescue
+    assert rescue["supporting"] == "1 contradict", rescue
 
 
 def _curve(valid, metric="bpc"):

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from ..runs import runs_dir
 from ..tables import MAIN_GRID
+from ..verdicts import GROUP
 from .grid import grid
-from .ptq import _cached_data, _trained_dir, _write_timed_record
+from .ptq import _cached_data, _trained_dir, _write_timed_record, run_keys
 
 # ------------------------------------------------------------------------------ hardware
 HARDWARE_SCHEMA = "qrnn.hardware/1"
@@ -107,7 +108,8 @@ def hardware(
 
 
 def summarize_hardware(profile: str = "cpu", results: str | Path = "results"):
-    """``hardware.csv``: per task, cell and method (means over the seeds' records) the packed
+    """``hardware.csv``: per group (experiment, task, cell, hidden size, budget, setting and
+    method: :data:`qrnn.verdicts.GROUP`; means over the seeds' records) the packed
     file size against fp32, operations and energy per step, and the integer path's largest
     deviation from the float evaluation (and the smallest share of equal predictions)."""
     import pandas as pd
@@ -122,7 +124,9 @@ def summarize_hardware(profile: str = "cpu", results: str | Path = "results"):
         r = json.loads(p.read_text())
         ops = r["ops_per_step"]
         rows.append({
-            "task": r["task"], "cell": r["cell"], "method": r["method"], "seed": r["seed"],
+            "experiment": r.get("experiment", ""), "task": r["task"], "cell": r["cell"],
+            **run_keys(results, profile, r.get("run_id")), "method": r["method"],
+            "seed": r["seed"],
             "file_bytes": r["size"]["file_bytes"], "fp32_bytes": r["size"]["fp32_bytes"],
             "ratio": r["size"]["ratio"], "quantized_ratio": r["size"]["quantized_ratio"],
             "unpacked_identical": r["unpacked_identical"],
@@ -137,10 +141,11 @@ def summarize_hardware(profile: str = "cpu", results: str | Path = "results"):
             "integer_same_prediction": r.get("integer_same_prediction"),
         })  # fmt: skip
     df = pd.DataFrame(rows)
-    num = [c for c in df.columns if c not in ("task", "cell", "method", "seed")]
+    num = [c for c in df.columns if c not in (*GROUP, "seed")]
     agg = {c: "mean" for c in num}
     agg.update(unpacked_identical="all", integer_max_abs_diff="max", integer_same_prediction="min")
-    table = df.groupby(["task", "cell", "method"], sort=False).agg(agg).reset_index()
-    table.insert(3, "n", df.groupby(["task", "cell", "method"], sort=False).size().values)
+    by = df.groupby(GROUP, sort=False, dropna=False)
+    table = by.agg(agg).reset_index()
+    table.insert(len(GROUP), "n", by.size().values)
     atomic_write_bytes(Path(results) / profile / "hardware.csv", table.to_csv(index=False).encode())
     return table

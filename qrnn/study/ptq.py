@@ -14,7 +14,8 @@ from pathlib import Path
 
 from ..config import RunConfig
 from ..runs import runs_dir, trained
-from ..tables import MAIN_GRID
+from ..tables import MAIN_GRID, config_keys
+from ..verdicts import GROUP
 from .grid import _METHOD, Run, grid
 
 
@@ -120,28 +121,39 @@ def _write_timed_record(path: Path, rec: dict, t0: float) -> dict:
     return rec
 
 
+def run_keys(results, profile: str, run_id: str | None) -> dict:
+    """The group columns of a run (:func:`qrnn.tables.config_keys`: hidden size, budget,
+    setting) from its ``run.json``; unknown (NaN, empty setting) without a record."""
+    path = runs_dir(results, profile) / str(run_id) / "run.json"
+    cfg = json.loads(path.read_text()).get("config") if run_id and path.exists() else None
+    keys = config_keys(cfg)
+    keys.pop("twin")
+    return keys
+
+
 def _paired_gains(ptq):
-    """Per (task, cell, method): the paired gain ``ptq - trained`` over seeds, its interval
-    and the verdict of quantizing during training against afterwards (see
+    """Per group (:data:`qrnn.verdicts.GROUP`): the paired gain ``ptq - trained`` over seeds,
+    its interval and the verdict of quantizing during training against afterwards (see
     :func:`summarize_ptq`)."""
     import pandas as pd
 
     from ..verdicts import MARGINS, group_verdict, interval
 
     rows = []
-    for (task, cell, method), g in ptq.groupby(["task", "cell", "method"], sort=False):
+    for key, g in ptq.groupby(GROUP, sort=False, dropna=False):
         gain = interval(g["test"] - g["trained_test"])
         margin = MARGINS.get(g["metric"].iloc[0], 0.0)
         verdict = group_verdict(-gain["hi"], -gain["lo"], margin, n=gain["n"])
-        rows.append({"task": task, "cell": cell, "method": method, "gain": gain["mean"],
+        rows.append({**dict(zip(GROUP, key, strict=True)), "gain": gain["mean"],
                      "gain_lo": gain["lo"], "gain_hi": gain["hi"], "n_paired": gain["n"],
                      "verdict": verdict})  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def summarize_ptq(profile: str = "cpu", results: str | Path = "results"):
-    """``ptq.csv``: post-training vs training-time quantization per task, cell and method
-    (means over seeds). ``gain`` is ``ptq - trained`` in the metric's units (lower is better
+    """``ptq.csv``: post-training vs training-time quantization per group (the float run's
+    experiment, task, cell, hidden size, budget and setting, and the method; means over
+    seeds). ``gain`` is ``ptq - trained`` in the metric's units (lower is better
     for both metrics, so positive: quantizing during training beats quantizing afterwards),
     paired per seed (a post-training record against the run trained with its seed) and
     averaged over the ``n_paired`` seeds that have both; ``gain_lo`` / ``gain_hi`` are its
@@ -173,8 +185,11 @@ def summarize_ptq(profile: str = "cpu", results: str | Path = "results"):
             d = json.loads(rec.read_text())
             trained[r["trained_run_id"]] = d["test"]["metric"] if d["test"] else math.nan
     ptq["trained_test"] = ptq["trained_run_id"].map(trained)
+    keys = [run_keys(results, profile, r) for r in ptq["float_run_id"]]
+    for col in ("hidden", "max_epochs", "train_limit", "setting"):
+        ptq[col] = [k[col] for k in keys]
     table = (
-        ptq.groupby(["task", "cell", "method"], sort=False)
+        ptq.groupby(GROUP, sort=False, dropna=False)
         .agg(
             metric=("metric", "first"),
             float_test=("float_test", "mean"),
@@ -185,7 +200,7 @@ def summarize_ptq(profile: str = "cpu", results: str | Path = "results"):
         .reset_index()
     )
     gains = _paired_gains(ptq)
-    table = table.merge(gains, on=["task", "cell", "method"], how="left")
+    table = table.merge(gains, on=GROUP, how="left")
     loss = table["ptq_test"] - table["float_test"]
     table["recovered"] = (table["gain"] / loss).where(loss > 0)
     atomic_write_bytes(Path(results) / profile / "ptq.csv", table.to_csv(index=False).encode())

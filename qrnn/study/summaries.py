@@ -82,12 +82,15 @@ def summarize(
 
 
 def init_table(profile: str = "cpu", results: str | Path = "results", seed: int = 0):
-    """``init.csv``: for every (experiment, task, cell, method) of the profile, the model of
+    """``init.csv``: for every group of the profile (experiment, task, cell, hidden size,
+    budget, setting, method: :data:`qrnn.verdicts.GROUP`), the model of
     seed ``seed`` exactly as training builds it at step 0 (same init seed, same
     :func:`qrnn.train.build_model`), and per recurrent tensor its share of exact zeros after
     deterministic quantization, RMS and spectral norm (:func:`qrnn.train.weight_stats`): which
     methods start disconnected (issue 12). Input sizes: PTB-char 50 symbols, digits 40
     features (the loaders' defaults)."""
+    import dataclasses
+
     import pandas as pd
     import torch
 
@@ -97,17 +100,21 @@ def init_table(profile: str = "cpu", results: str | Path = "results", seed: int 
 
     rows, seen = [], set()
     for run in grid(profile):
-        key = (run.experiment, run.task, run.cell, run.method)
+        cfg = run.config
+        keys = _tables.config_keys(dataclasses.asdict(cfg))
+        key = (run.experiment, run.task, run.cell, run.method, keys["setting"])
         if run.seed != seed or key in seen:
             continue
         seen.add(key)
-        cfg = run.config
         size = 50 if cfg.task in LM_TASKS else 40
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seeds(cfg.seed)["init"])
             model = build_model(cfg, size)
         for name, st in weight_stats(model).items():
-            rows.append({**dict(zip(("experiment", "task", "cell", "method"), key, strict=True)),
+            rows.append({"experiment": run.experiment, "task": run.task, "cell": run.cell,
+                         "hidden": keys["hidden"], "max_epochs": keys["max_epochs"],
+                         "train_limit": keys["train_limit"], "setting": keys["setting"],
+                         "method": run.method,
                          "tensor": name.split(".")[-1], "quantized": st["quantized"],
                          "zero": st["zero"], "rms": st["rms"],
                          "spectral": st.get("spectral")})  # fmt: skip
