@@ -301,8 +301,8 @@ def _claim3(runs, summary) -> list[dict]:
            "primary": f"{group_name(best)} {best['method']} (best validation)",
            "counts": count_text([prim["adjusted"]]),
            "counts_unadjusted": count_text([prim["outcome"]]),
-           "supporting": count_text([it["adjusted"] for it in items
-                                     if it["role"] == "supporting"]) or "none",
+           "supporting": count_text(sup) if (sup := [it["adjusted"] for it in items
+                                                     if it["role"] == "supporting"]) else "none",
            "multiplicity": f"{ADJUSTMENT.capitalize()} over the {len(items)} stochastic "
                            f"groups, family-wise {ALPHA:.0%}",
            "ours": f"{best['method']} (best validation): gap {gap_text(best)} BPC, {LEVEL:.0%} "

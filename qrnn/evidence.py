@@ -161,17 +161,16 @@ def claim_rows(claim: str, rule: str, items: list[dict], scopes, note: str = "")
             else "; ".join(f"{k}: {x}" for k, x in v.items())
         )
 
+    def every(role, key="adjusted"):
+        got = [it[key] for it in items if it["role"] == role]
+        return count_text(got) if got else "none"
+
     rows.append({
         "claim": claim, "task": "overall", "verdict": overall(verdicts),
         "verdict_unadjusted": overall(raw),
         "primary": "; ".join(r["primary"] for r in rows),
-        "counts": count_text([it["adjusted"] for it in items if it["role"] == "primary"]),
-        "counts_unadjusted": count_text([it["outcome"] for it in items
-                                         if it["role"] == "primary"]),
-        "supporting": count_text([it["adjusted"] for it in items if it["role"] == "supporting"])
-        or "none",
-        "exploratory": count_text([it["adjusted"] for it in items
-                                   if it["role"] == "exploratory"]) or "none",
+        "counts": every("primary"), "counts_unadjusted": every("primary", "outcome"),
+        "supporting": every("supporting"), "exploratory": every("exploratory"),
         "threshold": note, "multiplicity": multiplicity, "rule": rule,
         "ours": "; ".join(f"{r['task']}: {r['verdict']}" for r in rows),
     })  # fmt: skip
