@@ -234,8 +234,8 @@ def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 f"{run} has neither model.pt nor the packed model.npz (the run did not finish "
                 "an epoch)"
             )
+        verify_packed(run)  # the file its record names, not another run's: one line
         try:  # a committed run keeps the packed file only: export it again from there
-            verify_packed(run)  # the file its record names, not another run's
             read_packed(run / "model.npz")
         except (PackedFormatError, ValueError) as e:
             parser.error(f"{e}; restore the file from the repository")
@@ -386,8 +386,8 @@ def _study(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         wrote = _written(folder, before)
         print("wrote " + ", ".join(wrote))
         return 0
-    except ValueError as e:
-        parser.error(str(e))
+    except ValueError as e:  # a bad --only, grid.json, record or model file: one line
+        raise Refused(str(e)) from e
 
 
 def _stamps(folder: Path) -> dict[str, int]:

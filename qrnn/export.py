@@ -322,7 +322,10 @@ def _problems(meta: dict) -> list[str]:
         try:
             b, _ = _code_layout(m["scheme"], m["options"])
         except (KeyError, TypeError, ValueError) as e:
-            out.append(f"methods[{i}] is not a known method ({type(e).__name__}: {e})")
+            what = (
+                f"{m.get('scheme')!r} with options {m.get('options')}" if isinstance(m, dict) else m
+            )
+            out.append(f"methods[{i}] ({what}) is not a known method ({type(e).__name__}: {e})")
             b = None
         else:
             if m.get("bits") != b:

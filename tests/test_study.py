@@ -89,9 +89,7 @@ def test_unwritable_results_folder(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(ValueError, match="not writable"):
         study.run_study("smoke", blocker, only=["task=fsdd"], quiet=True)
-    with pytest.raises(SystemExit) as e:
-        main(["study", "run", "--profile", "smoke", "--results", str(blocker), "--quiet"])
-    assert e.value.code == 2
+    assert main(["study", "run", "--profile", "smoke", "--results", str(blocker), "--quiet"]) == 2
 
 
 def test_smoke_profile_end_to_end(data_env, tmp_path, capsys):
