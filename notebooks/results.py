@@ -55,6 +55,8 @@ cols = [
     "experiment",
     "task",
     "cell",
+    "hidden",
+    "max_epochs",
     "method",
     "metric",
     "test",
@@ -65,22 +67,28 @@ cols = [
 ]
 table[cols]
 
-# %% mystnb={"image": {"alt": "Test metric per method and cell; dotted: baseline"}, "figure": {"caption": "Test metric per method and cell (mean and standard deviation over seeds), one panel per task; dotted: the unigram or chance baseline."}}
+# %% mystnb={"image": {"alt": "Test metric per method and cell; dotted: baseline"}, "figure": {"caption": "Test metric per method and configuration (cell and hidden size; mean and standard deviation over seeds), one panel per task; dotted: the unigram or chance baseline."}}
+# one series per configuration: the cell with its hidden size, and the setting digest where
+# one experiment holds several settings of the same cell (e.g. a learning-rate sweep)
+runs["config"] = runs["cell"] + " " + runs["hidden"].astype(str)
+if "setting" in runs:
+    many = runs.groupby(["experiment", "task", "config"])["setting"].transform("nunique") > 1
+    runs.loc[many, "config"] += " " + runs.loc[many, "setting"].astype(str)
 for (experiment, metric), part in runs.groupby(["experiment", "metric"]):
     g = sns.catplot(
         data=part,
         x="method",
         y="test",
-        hue="cell",
+        hue="config",
         col="task",
         kind="point",
-        dodge=0.3 if part["cell"].nunique() > 1 else False,
+        dodge=0.3 if part["config"].nunique() > 1 else False,
         linestyle="none",
         errorbar="sd",
         height=3.2,
         aspect=1.4,
         sharey=False,
-        palette=viz.palette(sorted(part["cell"].unique())),
+        hue_order=sorted(part["config"].unique()),
     )
     for ax in g.axes.flat:
         ax.tick_params(axis="x", rotation=60)
