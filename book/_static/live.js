@@ -246,23 +246,26 @@
     return out;
   }
 
-  function continueFrom(m, state, logits, n, temperature, seed) {
+  /* a continuation: n symbols drawn at a temperature, one call of next() per symbol */
+  function sampler(m, state, logits, n, temperature, seed) {
     const st = { h: Float64Array.from(state.h), c: Float64Array.from(state.c) };
     const rnd = generator(seed);
-    let l = Float64Array.from(logits), s = "";
-    for (let i = 0; i < n; i++) {
+    let l = Float64Array.from(logits);
+    const out = { s: "", n, done: () => out.s.length >= n, next() {
       const id = draw(softmax(l, temperature), rnd());
-      s += vocab[id];
-      l = m.step(st, id);
-    }
-    return s;
+      out.s += vocab[id];
+      if (!out.done()) l = m.step(st, id);
+    } };
+    return out;
   }
 
   function sample(k, text, n, temperature, seed) {
     const m = models[k], st = m.zero();
     let logits = m.step(st, NL);
     for (const id of idsOf(text)) logits = m.step(st, id);
-    return continueFrom(m, st, logits, n, temperature, seed);
+    const g = sampler(m, st, logits, n, temperature, seed);
+    while (!g.done()) g.next();
+    return g.s;
   }
 
   window.qrnnLive = {
@@ -363,7 +366,7 @@
         el("span", { class: "qrnn-live-key", style: `background:${rgba(SHADE, b / SCALE_BITS * 0.85)}` },
           legend, b === 10 ? "10+" : String(b));
       }
-      legend.appendChild(document.createTextNode(" bits (hover or focus a character for its value)."));
+      legend.appendChild(document.createTextNode(" bits (hover a character for its value)."));
       const src = asset.source;
       el("p", { class: "qrnn-note" }, root, `The models: one run per method of experiment `
         + `${src.experiment} in ${src.results}, seed ${src.seed}; each was trained on PTB-char.`);
@@ -390,15 +393,21 @@
     }
     function sampleKey() { return [run0ids(), +nIn.value, +tIn.value, +sIn.value >>> 0].join("|"); }
     function run0ids() { return runs[0].ids.join(","); }
-    function sampleStep(t0) { // the continuations, one model at a time; true when all done
+    function sampleStep(t0) { // the continuations, a symbol at a time; true when all done
       const key = sampleKey();
       for (let k = 0; k < runs.length; k++) {
-        if (sampled.get(k) && sampled.get(k).key === key) continue;
-        if (performance.now() - t0 > 12) return false;
-        const run = runs[k], n = Math.max(0, Math.min(400, Math.floor(+nIn.value || 0)));
-        const T = Math.max(0.05, Math.min(5, +tIn.value || 1));
-        const s = continueFrom(run.m, run.state, run.logits, n, T, +sIn.value >>> 0);
-        sampled.set(k, { key, s });
+        let g = sampled.get(k);
+        if (!g || g.key !== key) {
+          const run = runs[k], n = Math.max(0, Math.min(400, Math.floor(+nIn.value || 0)));
+          const T = Math.max(0.05, Math.min(5, +tIn.value || 1));
+          g = sampler(run.m, run.state, run.logits, n, T, +sIn.value >>> 0);
+          g.key = key;
+          sampled.set(k, g);
+        }
+        while (!g.done()) {
+          if (performance.now() - t0 > 12) return false;
+          g.next();
+        }
       }
       return true;
     }
@@ -409,7 +418,7 @@
       lastRender = now;
       const skipped = items.filter((x) => x.id < 0).length, n = runs[0].ids.length;
       status.textContent = `${n} characters read` + (skipped ? `; ${skipped} outside the models' `
-        + "50 symbols (struck through, skipped)" : "") + (cut ? `; only the first ${MAX_SYMBOLS} are read` : "")
+        + `${vocab.length} symbols (struck through, skipped)` : "") + (cut ? `; only the first ${MAX_SYMBOLS} are read` : "")
         + (busy ? "; computing\u2026" : ".");
       runs.forEach((run, k) => cards[k].update(run, items, compact ? null : sampled.get(k)));
     }
@@ -447,7 +456,7 @@
     }
     const bpc = el("div", { class: "qrnn-live-bpc" }, c);
     const bar = compact ? el("div", { class: "qrnn-live-bar", "aria-hidden": "true" }, c) : null;
-    const strip = compact ? null : el("div", { class: "qrnn-live-strip" }, c);
+    const strip = compact ? null : el("div", { class: "qrnn-live-strip", role: "img" }, c);
     const next = el("div", { class: "qrnn-live-next" }, c);
     const cont = compact ? null : el("div", { class: "qrnn-live-cont" }, c);
     const speed = compact ? null : el("div", { class: "qrnn-note qrnn-live-speed" }, c);
@@ -478,7 +487,7 @@
         }
         if (cont) {
           cont.textContent = "";
-          if (ready && sampled) {
+          if (ready && sampled && sampled.done()) {
             el("span", { class: "qrnn-note" }, cont, "continues: ");
             el("span", { class: "qrnn-live-sample" }, cont, text(sampled.s));
           }
@@ -491,21 +500,23 @@
   function drawStrip(strip, run, items) {
     strip.textContent = "";
     let j = 0;
+    const said = []; // for screen readers: the strip as one label, character and bits
     for (const x of items) {
       if (x.id < 0) {
-        el("span", { class: "qrnn-live-oov", title: `${JSON.stringify(x.ch)}: not one of the 50 symbols, skipped` },
+        el("span", { class: "qrnn-live-oov", title: `${JSON.stringify(x.ch)}: not one of the symbols, skipped` },
           strip, x.ch === "\n" ? "\n" : x.ch);
         continue;
       }
       const s = j < run.done ? run.surprisal[j] : NaN;
       j++;
-      const sp = el("span", { tabindex: "0" }, strip, x.ch === "\n" ? "\u23ce\n" : x.ch);
+      const sp = el("span", {}, strip, x.ch === "\n" ? "\u23ce\n" : x.ch);
       if (isFinite(s)) {
         sp.style.background = rgba(SHADE, Math.min(1, s / SCALE_BITS) * 0.85);
         sp.title = `${JSON.stringify(x.sym)}: ${fmt(s, 2)} bits`;
-        sp.setAttribute("aria-label", sp.title);
+        if (said.length < 200) said.push(`${show(x.sym)} ${fmt(s, 1)}`);
       }
     }
+    strip.setAttribute("aria-label", `surprisal in bits per character: ${said.join(", ")}`);
   }
 
   function init() { document.querySelectorAll("div.qrnn-live").forEach(widget); }
