@@ -19,11 +19,12 @@ import dataclasses
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
+from . import files
+from .files import Refused, data_folder, writable_folder
 from .quantizers import OPTIONS_HELP, SCHEMES, quantizer
-from .runs import find_run, packed_file, packed_summary, run_note, summary, verify_packed
+from .runs import run_note, summary
 
 # allowed values of the RunConfig fields that take a fixed set (argparse choices)
 CHOICES = {
@@ -88,10 +89,6 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
             )
 
 
-class Refused(Exception):
-    """A request refused with a message (one line, exit status 2)."""
-
-
 class OneLineParser(argparse.ArgumentParser):
     """argparse whose errors are one line, ``qrnn: error: ...`` (no usage block)."""
 
@@ -107,34 +104,6 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not allowed; it must be an integer >= 1")
     return value
-
-
-def writable_folder(folder: str | Path, what: str = "results folder", flag: str = "--results"):
-    """``folder``, created if needed, after checking that files can be written in it."""
-    p = Path(folder)
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=p, prefix=".qrnn-write-test-"):
-            pass
-    except OSError as e:
-        raise Refused(
-            f"{what} {p} cannot be created or written ({e.strerror or e}); pass {flag} a "
-            "writable folder"
-        ) from e
-    return p
-
-
-def data_folder(folder: str | None) -> str | None:
-    """``--data``: None (use $QRNN_DATA, the cache or a download) or a readable folder."""
-    if folder is None:
-        return None
-    p = Path(folder).expanduser()
-    layout = "a folder laid out like the data mirror (ptb/, fsdd/recordings/)"
-    if not p.is_dir():
-        raise Refused(f"--data {folder}: no such folder; pass {layout}, or leave --data out")
-    if not os.access(p, os.R_OK | os.X_OK):
-        raise Refused(f"--data {folder}: the folder is not readable; pass {layout}")
-    return str(p)
 
 
 def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -176,97 +145,18 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _show(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .records import load_record
-
-    p = Path(args.run)
-    if p.suffix == ".npz" or (p.is_file() and p.name != "run.json"):
-        from .export import load_packed, read_packed
-
-        packed = read_packed(p)  # PackedFormatError / FileNotFoundError: one line
-        load_packed(p)  # and the tensors fit the stored architecture
-        checked = [
-            "meta_sha256 (header and payload)"
-            if packed["checked"] != "structure"
-            else "structure only (a version 1 file carries no checksum of its own)"
-        ]
-        rec_path = p.parent / "run.json"
-        if rec_path.is_file() and packed_file(p.parent).name == p.name:
-            checked.append(f"{verify_packed(p.parent)} in {rec_path}")  # refuses a mismatch
-        meta = packed["meta"]
-        print(json.dumps(meta, indent=1) if args.json else packed_summary(meta))
-        if not args.json:
-            print(f"checked  {'; '.join(checked)}")
-        return 0
     try:
-        run = find_run(args.run, _results(args))
-    except (FileNotFoundError, ValueError) as e:
+        print(files.show(args.run, args.results, args.json))
+    except files.BadArgument as e:
         parser.error(str(e))
-    rec = load_record(run)  # a corrupt record: one line
-    if packed_file(run, rec).is_file():
-        verify_packed(run, rec)  # another run's or a changed model.npz: one line
-    print(json.dumps(rec, indent=1) if args.json else summary(rec))
     return 0
 
 
-def _results(args: argparse.Namespace):
-    """``--results`` of show / export: the folder given, else ``runs/`` and ``results/``."""
-    return args.results if args.results is not None else ("runs", "results")
-
-
 def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    import time
-
-    import torch
-
-    from .export import PackedFormatError, read_packed
-    from .runs import export_run
-
-    p = Path(args.run)
-    if (p.is_absolute() or len(p.parts) > 1) and not p.is_dir():
-        parser.error(f"no run {args.run!r}: no such run folder")
     try:
-        run = find_run(args.run, _results(args))
-    except (FileNotFoundError, ValueError, NotImplementedError) as e:
+        print(files.export(args.run, args.out, args.results))
+    except files.BadArgument as e:
         parser.error(str(e))
-    if not (run / "model.pt").is_file():
-        if not (run / "model.npz").is_file():
-            parser.error(
-                f"{run} has neither model.pt nor the packed model.npz (the run did not finish "
-                "an epoch)"
-            )
-        verify_packed(run)  # the file its record names, not another run's: one line
-        try:  # a committed run keeps the packed file only: export it again from there
-            read_packed(run / "model.npz")
-        except (PackedFormatError, ValueError) as e:
-            parser.error(f"{e}; restore the file from the repository")
-    else:
-        try:
-            torch.load(run / "model.pt", map_location="cpu", weights_only=True)
-        except Exception as e:  # a truncated or overwritten file: torch raises several types
-            why = " ".join(str(e).split())[:200]
-            parser.error(
-                f"{run / 'model.pt'} is corrupt or truncated ({type(e).__name__}: {why}); "
-                "train the run again (qrnn train ... --force) or restore the file"
-            )
-    t0 = time.perf_counter()
-    try:
-        rep = export_run(run, args.out)
-    except (FileNotFoundError, ValueError, TypeError) as e:
-        parser.error(str(e))
-    if rep["ratio"] >= 1.05:
-        size = f"{rep['ratio']:.1f}x smaller than"
-    else:  # a float model: the container costs a little
-        size = f"{1 / rep['ratio']:.2f}x the size of"
-    print(
-        f"wrote {args.out}: {rep['file_bytes']:,} bytes, {size} the "
-        f"fp32 state_dict ({rep['fp32_bytes']:,} bytes); quantized tensors "
-        + (
-            f"{rep['quantized_ratio']:.1f}x ({rep['quantized_fraction']:.0%} of the fp32 bytes)"
-            if rep["quantized_ratio"]
-            else "none"
-        )
-        + f"; {time.perf_counter() - t0:.2f} s"
-    )
     return 0
 
 
@@ -365,38 +255,29 @@ def _study(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
             return 0
         if args.study_command == "init-table":
-            before = _stamps(Path(args.results) / args.profile)
+            before = files.stamps(Path(args.results) / args.profile)
             table = study.init_table(args.profile, args.results)
             wide = table[table["tensor"].str.startswith("weight")].pivot_table(
                 index=["experiment", "task", "cell", "method"], columns="tensor", values="zero"
             )
             print("share of exact zeros at step 0")
             print(wide.to_string(float_format=lambda v: f"{v:.3f}"))
-            wrote = _written(Path(args.results) / args.profile, before)
+            wrote = files.written(Path(args.results) / args.profile, before)
             print("wrote " + wrote[0] if wrote else "init.csv unchanged (equal to 1e-6)")
             return 0
         folder = Path(args.results) / args.profile
-        before = _stamps(folder)
+        before = files.stamps(folder)
         if args.skip_unlabelled:
             for rid, why in study.unlabelled(args.profile, args.results):
                 print(f"qrnn: left out {rid}: {why}", file=sys.stderr)
         _, summary = study.summarize(args.profile, args.results, args.data,
                                      skip_unlabelled=args.skip_unlabelled)  # fmt: skip
         print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-        wrote = _written(folder, before)
+        wrote = files.written(folder, before)
         print("wrote " + ", ".join(wrote))
         return 0
     except ValueError as e:  # a bad --only, grid.json, record or model file: one line
         raise Refused(str(e)) from e
-
-
-def _stamps(folder: Path) -> dict[str, int]:
-    return {p.name: p.stat().st_mtime_ns for p in folder.glob("*.csv")}
-
-
-def _written(folder: Path, before: dict) -> list[str]:
-    """The tables in ``folder`` created or replaced since ``before`` (:func:`_stamps`)."""
-    return [str(folder / n) for n, t in sorted(_stamps(folder).items()) if before.get(n) != t]
 
 
 def study_profiles() -> tuple[str, ...]:
@@ -445,23 +326,7 @@ RESULTS_HELP = (
 
 
 def _data(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .data import verify_data
-
-    out = verify_data(data_folder(args.data), progress=not args.quiet)
-    print(f"ok       {len(out['ok'])} files")
-    if out["missing"]:
-        more = " ..." if len(out["missing"]) > 5 else ""
-        print(f"absent   {len(out['missing'])} (read when a task needs them): "
-              f"{', '.join(out['missing'][:5])}{more}")  # fmt: skip
-    for _, why in out["bad"]:
-        print(f"bad      {why}")
-    if out["bad"]:
-        more = " ..." if len(out["bad"]) > 5 else ""
-        raise Refused(
-            f"{len(out['bad'])} data file(s) fail their checks: "
-            f"{', '.join(str(path) for path, _ in out['bad'][:5])}{more}; replace them (a "
-            "cache file: delete it to download it again)"
-        )
+    print(files.verify_data_files(args.data, progress=not args.quiet))
     return 0
 
 

@@ -40,16 +40,17 @@ Every decoded value equals the quantizer's float32 output exactly (the writer ch
 the quantizers are idempotent on their own levels, so the rebuilt model (shadow weights = W_q)
 computes the same outputs. pow2-ternary's ``-0.0`` is stored as ``+0.0`` (equal values).
 
-Reading checks, in this order, and refuses with :class:`PackedFormatError` naming the file and
-what failed: the ZIP directory (stored members, each inside the file), each ``.npy`` header
-(a flat array of uint8, float32 or int64 whose declared size is exactly the member's: nothing
-is allocated from a declared size, nothing is ever unpickled), the CRC-32 of each member read,
-``meta_sha256`` (version 2), the header against its schema (known family, schemes and bit
-widths; every tensor's extent inside its member, the extents in one member tiling it without
-overlap or gap), each member's size and sha256, and the codes themselves. Version 1 files
-(earlier releases; the study's committed ``model.npz``) get every check but ``meta_sha256``:
-an edited version 1 header is caught where the file's sha256 is known elsewhere
-(:func:`qrnn.runs.verify_packed` checks a run folder's ``model.npz`` against its ``run.json``).
+Reading checks (:mod:`qrnn.packcheck`), in this order, and refuses with
+:class:`PackedFormatError` naming the file and what failed: the ZIP directory (stored members,
+each inside the file), each ``.npy`` header (a flat array of uint8, float32 or int64 whose
+declared size is exactly the member's: nothing is allocated from a declared size, nothing is
+ever unpickled), the CRC-32 of each member read, ``meta_sha256`` (version 2), the header
+against its schema (known family, schemes and bit widths; every tensor's extent inside its
+member, the extents in one member tiling it without overlap or gap), each member's size and
+sha256, and the codes themselves. Version 1 files (earlier releases; the study's committed
+``model.npz``) get every check but ``meta_sha256``: an edited version 1 header is caught where
+the file's sha256 is known elsewhere (:func:`qrnn.runs.verify_packed` checks a run folder's
+``model.npz`` against its ``run.json``).
 
 Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
 Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
@@ -80,14 +81,10 @@ from .codes import pack_bits as pack_bits
 from .codes import unpack_bits as unpack_bits
 from .layers import QuantRNNBase, _QuantIO
 from .models import FAMILIES, DigitClassifier, LanguageModel, io_quantized
+from .packcheck import CHECKSUM, FORMAT, READABLE, ZEROS, read_verified
 from .quantizers import Quantizer, quantizer
 
-FORMAT = "qrnn.packed"
-VERSION = 2  # written; versions 1 and 2 are read
-READABLE = (1, 2)
-CHECKSUM = "meta_sha256"  # the header key holding the header's own sha256 (version 2)
-_ZEROS = "0" * 64
-MAX_META_BYTES = 1 << 24  # a header larger than 16 MiB is refused unread
+VERSION = 2  # written; versions 1 and 2 are read (READABLE)
 
 __all__ = [
     "FORMAT",
@@ -205,7 +202,7 @@ def _encode_model(model: nn.Module, source: dict | None) -> tuple[dict, dict[str
     meta = {
         "format": FORMAT,
         "version": VERSION,
-        CHECKSUM: _ZEROS,  # filled in by pack_model
+        CHECKSUM: ZEROS,  # filled in by pack_model
         "qrnn": __version__,
         "architecture": arch,
         "source": source,
@@ -224,9 +221,9 @@ def pack_model(model: nn.Module, path: str | Path, source: dict | None = None) -
     :func:`size_report`. ``source``: provenance stored as is (e.g. the run id and config)."""
     meta, arrays = _encode_model(model, source)
     blob = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode()
-    field = f'"{CHECKSUM}":"{_ZEROS}"'.encode()
+    field = f'"{CHECKSUM}":"{ZEROS}"'.encode()
     digest = hashlib.sha256(blob).hexdigest()  # over the header with the digest zeroed
-    blob = blob.replace(field, field.replace(_ZEROS.encode(), digest.encode()))
+    blob = blob.replace(field, field.replace(ZEROS.encode(), digest.encode()))
     buf = io.BytesIO()
     np.savez(buf, meta=np.frombuffer(blob, dtype=np.uint8), **arrays)
     atomic_write_bytes(path, buf.getvalue())
@@ -255,131 +252,6 @@ def size_report(model: nn.Module, path: str | Path) -> dict:
 
 
 # ---------------------------------------------------------------------------------- reading
-_DTYPES = {"uint8": np.dtype("uint8"), "float32": np.dtype("<f4"), "int64": np.dtype("<i8")}
-_STORAGES = ("codes", "raw_float32", "raw_int64")
-
-
-def _member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> np.ndarray:
-    """One ``.npy`` member as a flat array, its header checked before anything is allocated:
-    a flat uint8/float32/int64 array whose declared size is the member's (at most ``limit``
-    bytes). Never unpickles."""
-    name = info.filename
-    with zf.open(info) as f:
-        try:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-            elif version == (2, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-            else:
-                raise PackedFormatError(f"member {name!r}: .npy version {version} is not read")
-        except ValueError as e:  # bad magic, unparsable header
-            raise PackedFormatError(f"member {name!r} is not a .npy array ({e})") from None
-        if dtype.hasobject or dtype.name not in _DTYPES or dtype != _DTYPES[dtype.name]:
-            raise PackedFormatError(f"member {name!r} has dtype {dtype}; allowed: uint8, <f4, <i8")
-        if fortran or len(shape) != 1:
-            raise PackedFormatError(f"member {name!r} has shape {shape}; a flat array is expected")
-        nbytes = shape[0] * dtype.itemsize
-        have = info.file_size - f.tell()
-        if nbytes != have or nbytes > limit:
-            raise PackedFormatError(
-                f"member {name!r} declares {nbytes} bytes but holds {have}"
-                + (f" (at most {limit} allowed)" if nbytes > limit else "")
-            )
-        data = f.read(nbytes)
-        if len(data) != nbytes or f.read(1):  # reading to the end checks the CRC-32
-            raise PackedFormatError(f"member {name!r} is truncated")
-    return np.frombuffer(data, dtype=dtype)
-
-
-def _problems(meta: dict) -> list[str]:
-    """What is wrong with a header against the format's schema (empty: it is valid). Checks
-    types, known families, schemes and bit widths, and that the tensors of each member tile it
-    (inside it, no overlap, no gap); reads no tensor."""
-    out: list[str] = []
-    arch, blobs = meta.get("architecture"), meta.get("blobs")
-    methods, tensors = meta.get("methods"), meta.get("tensors")
-    if not isinstance(arch, dict) or not isinstance(arch.get("kwargs"), dict):
-        out.append("architecture must be {family, kwargs}")
-    elif arch.get("family") not in FAMILIES:
-        out.append(f"unknown model family {arch.get('family')!r}; known: {', '.join(FAMILIES)}")
-    if not (meta.get("source") is None or isinstance(meta.get("source"), dict)):
-        out.append("source must be an object or null")
-    elif isinstance((meta.get("source") or {}).get("test"), dict):
-        metric = meta["source"]["test"].get("metric")
-        if metric is not None and not isinstance(metric, int | float):
-            out.append(f"source.test.metric {metric!r} is not a number")
-    if not isinstance(blobs, dict) or not set(blobs) <= set(_STORAGES) or "codes" not in blobs:
-        return [*out, f"blobs must name 'codes' and raw members among {', '.join(_STORAGES)}"]
-    for k, b in blobs.items():
-        ok = isinstance(b, dict) and _count(b.get("nbytes")) is not None
-        if not ok or not (isinstance(b.get("sha256"), str) and len(b["sha256"]) == 64):
-            out.append(f"blobs.{k} must be {{nbytes: integer >= 0, sha256: 64 hex digits}}")
-    if not isinstance(methods, list) or not isinstance(tensors, list):
-        return [*out, "methods and tensors must be lists"]
-    bits = []
-    for i, m in enumerate(methods):
-        try:
-            b, _ = _code_layout(m["scheme"], m["options"])
-        except (KeyError, TypeError, ValueError) as e:
-            what = (
-                f"{m.get('scheme')!r} with options {m.get('options')}" if isinstance(m, dict) else m
-            )
-            out.append(f"methods[{i}] ({what}) is not a known method ({type(e).__name__}: {e})")
-            b = None
-        else:
-            if m.get("bits") != b:
-                out.append(f"methods[{i}]: {m['scheme']} codes have {b} bits, not {m.get('bits')}")
-        bits.append(b)
-    if out:
-        return out
-    extents: dict[str, list[tuple[int, int, str]]] = {k: [] for k in blobs}
-    names = set()
-    for i, e in enumerate(tensors):
-        name = e.get("name") if isinstance(e, dict) else None
-        if not isinstance(name, str) or name in names:
-            out.append(f"tensors[{i}] has no name or a repeated one ({name!r})")
-            continue
-        names.add(name)
-        shape, store, off = e.get("shape"), e.get("storage"), _count(e.get("offset"))
-        if not isinstance(shape, list) or any(_count(d) is None for d in shape):
-            out.append(f"{name}: shape {shape!r} is not a list of integers >= 0")
-            continue
-        if store not in blobs or off is None:
-            out.append(f"{name}: storage {store!r} / offset {e.get('offset')!r} not in the file")
-            continue
-        count = math.prod(shape)
-        if store == "codes":
-            m, scale = e.get("method"), e.get("scale")
-            if not (isinstance(m, int) and 0 <= m < len(methods)):
-                out.append(f"{name}: method {m!r} is not an index into methods")
-                continue
-            if not (isinstance(scale, int | float) and math.isfinite(scale) and scale >= 0):
-                out.append(f"{name}: scale {scale!r} is not a finite number >= 0")
-            size = math.ceil(count * bits[m] / 8)
-            if e.get("nbytes") != size:
-                out.append(f"{name}: {count} codes of {bits[m]} bits take {size} bytes, not "
-                           f"{e.get('nbytes')!r}")  # fmt: skip
-            unit = 1
-        else:
-            size, unit = count, _DTYPES[store[4:]].itemsize
-        extents[store].append((off * unit, (off + size) * unit, name))
-    for store, ext in extents.items():
-        end, total = 0, blobs[store]["nbytes"]
-        for lo, hi, name in sorted(ext):
-            if lo != end:
-                what = "overlaps the tensor before it" if lo < end else "leaves a gap before it"
-                out.append(f"{name} in {store!r} {what} (offset {lo} bytes, expected {end})")
-            end = max(end, hi)
-        if end != total:
-            out.append(f"the tensors in {store!r} take {end} bytes, the member has {total}")
-    return out
-
-
-def _count(v) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
-
-
 def read_packed(path: str | Path) -> dict:
     """``{"meta": dict, "tensors": {name: torch.Tensor}, "checked": str}`` from a packed file,
     fully checked (module docstring): ``checked`` is ``"meta_sha256"`` (version 2: header and
@@ -389,7 +261,8 @@ def read_packed(path: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"no packed file at {path}")
     try:
-        return _read(path)
+        meta, members, checked = read_verified(path)
+        return {"meta": meta, "tensors": _decode_members(meta, members), "checked": checked}
     except PackedFormatError as e:
         raise PackedFormatError(f"{path}: {e}") from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as e:
@@ -399,90 +272,8 @@ def read_packed(path: str | Path) -> dict:
         ) from None
 
 
-def _read(path: Path) -> dict:
-    size = path.stat().st_size
-    try:
-        zf = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as e:
-        raise PackedFormatError(
-            f"not a {FORMAT} file: no .npz (ZIP) directory (truncated, or not an export?): {e}"
-        ) from None
-    with zf:
-        infos = {i.filename: i for i in zf.infolist()}
-        if len(infos) != len(zf.infolist()):
-            raise PackedFormatError("the archive names a member twice")
-        for i in infos.values():
-            if i.compress_type != zipfile.ZIP_STORED or i.file_size != i.compress_size:
-                raise PackedFormatError(f"member {i.filename!r} is compressed; {FORMAT} stores")
-            if i.header_offset + i.file_size > size:
-                raise PackedFormatError(
-                    f"member {i.filename!r} declares {i.file_size} bytes beyond the file's "
-                    f"{size} (truncated?)"
-                )
-        if "meta.npy" not in infos:
-            raise PackedFormatError(f"no 'meta' member; not a {FORMAT} file")
-        raw_meta = _member(zf, infos["meta.npy"], MAX_META_BYTES).tobytes()
-        try:
-            meta = json.loads(raw_meta.decode())
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise PackedFormatError(f"the header (meta) is not valid JSON: {e}") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise PackedFormatError(f"not a {FORMAT} file (its header names no such format)")
-        version = meta.get("version")
-        if isinstance(version, bool) or version not in READABLE:
-            raise PackedFormatError(
-                f"{FORMAT} format version {version!r}; this qrnn reads versions "
-                f"{', '.join(map(str, READABLE))}"
-            )
-        checked = "structure"
-        if version >= 2:
-            _check_digest(raw_meta, meta)
-            checked = CHECKSUM
-        problems = _problems(meta)
-        if problems:
-            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            raise PackedFormatError(f"malformed header: {problems[0]}{more}")
-        blobs = meta["blobs"]
-        expected = {"meta.npy", *(f"{k}.npy" for k in blobs)}
-        if set(infos) != expected:
-            raise PackedFormatError(
-                f"members {sorted(infos)} differ from those the header names {sorted(expected)}"
-            )
-        members = {}
-        for k, info in blobs.items():
-            if infos[f"{k}.npy"].file_size < info["nbytes"]:
-                raise PackedFormatError(
-                    f"member {k!r} holds {infos[f'{k}.npy'].file_size} bytes, the header "
-                    f"declares {info['nbytes']}"
-                )
-            a = _member(zf, infos[f"{k}.npy"], info["nbytes"])
-            if a.nbytes != info["nbytes"]:
-                raise PackedFormatError(
-                    f"member {k!r} has {a.nbytes} bytes, expected {info['nbytes']}"
-                )
-            if hashlib.sha256(a.tobytes()).hexdigest() != info["sha256"]:
-                raise PackedFormatError(f"member {k!r} fails its sha256 check; the file is corrupt")
-            members[k] = a
-    return {"meta": meta, "tensors": _decode_members(meta, members), "checked": checked}
-
-
-def _check_digest(raw: bytes, meta: dict) -> None:
-    """A version 2 header's own sha256 (``meta_sha256``: over its bytes, digest zeroed)."""
-    digest = meta.get(CHECKSUM)
-    ok = isinstance(digest, str) and len(digest) == 64 and set(digest) <= set("0123456789abcdef")
-    field = f'"{digest}"'.encode() if ok else b""
-    if not ok or raw.count(field) != 1:
-        raise PackedFormatError(f"version {meta['version']} header without its {CHECKSUM}")
-    zeroed = raw.replace(field, f'"{_ZEROS}"'.encode())
-    if hashlib.sha256(zeroed).hexdigest() != digest:
-        raise PackedFormatError(
-            f"the header fails its checksum ({CHECKSUM}): the file was edited or corrupted; "
-            "use the original export"
-        )
-
-
 def _decode_members(meta: dict, members: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    """The tensors of a header already checked by :func:`_problems` against its members."""
+    """The tensors of a header already checked (:func:`qrnn.packcheck.header_problems`)."""
     out = {}
     for e in meta["tensors"]:
         shape, count = tuple(e["shape"]), math.prod(e["shape"])

@@ -34,6 +34,7 @@ from .quantizers import quantizer
 __all__ = [
     "FIND_DEFAULTS",
     "GRID_LABELS",
+    "PackedMismatch",
     "export_run",
     "find_run",
     "find_runs",
@@ -268,20 +269,17 @@ class PackedMismatch(ValueError):
 
 def packed_file(run_dir: str | Path, rec: dict | None = None) -> Path:
     """The packed model file of a run folder (``model.npz`` unless its record names another)."""
-    if rec is None:
-        rec = records.load_record(run_dir)
+    rec = rec if rec is not None else records.load_record(run_dir)
     return Path(run_dir) / ((rec.get("packed") or {}).get("file") or "model.npz")
 
 
 def verify_packed(run_dir: str | Path, rec: dict | None = None) -> str:
-    """Check a run folder's packed model against the sha256 in its ``run.json`` (the file's
-    whole bytes). Returns ``"sha256"`` when it matches, ``"no sha256 in the record"`` when the
-    record names none (nothing to check); raises :class:`PackedMismatch` naming both digests
-    (another run's file, or a changed one) and ``FileNotFoundError`` when the file is gone."""
+    """Check a run folder's packed model against the sha256 in its ``run.json``: ``"sha256"``
+    (it matches) or ``"no sha256 in the record"``; :class:`PackedMismatch` names both digests
+    (another run's file, or a changed one), ``FileNotFoundError`` a missing file."""
     import hashlib
 
-    if rec is None:
-        rec = records.load_record(run_dir)
+    rec = rec if rec is not None else records.load_record(run_dir)
     path = packed_file(run_dir, rec)
     want = (rec.get("packed") or {}).get("sha256")
     if not path.is_file():

@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "qrnn"
 # the experiment layer: modules that know about runs, folders, studies and the command line;
 # every other module of the package is the library layer
 EXPERIMENT = {
+    "qrnn.__main__",
     "qrnn.assemble",
     "qrnn.baselines",
     "qrnn.causes",
@@ -22,6 +23,7 @@ EXPERIMENT = {
     "qrnn.cli",
     "qrnn.config",
     "qrnn.evidence",
+    "qrnn.files",
     "qrnn.loop",
     "qrnn.noise",
     "qrnn.presets",
