@@ -314,6 +314,20 @@ def test_committed_version_1_files_load_and_verify():
     assert rec["run_id"] == COMMITTED.name and not model.training
 
 
+def test_ptq_hardware_and_the_book_load_only_the_recorded_model(trained, tmp_path):
+    """They load a run's packed model through load_model / verify_packed: another run's file
+    is refused there."""
+    from qrnn.runs import PackedMismatch, load_model
+
+    run = tmp_path / RID
+    shutil.copytree(trained / RID, run)
+    (run / "model.pt").unlink()
+    assert load_model(run)[1]["run_id"] == RID
+    shutil.copy(COMMITTED / "model.npz", run / "model.npz")
+    with pytest.raises(PackedMismatch, match="does not match the sha256"):
+        load_model(run)
+
+
 def test_new_files_carry_their_digest_and_show_says_what_was_checked(trained, capsys):
     packed = read_packed(trained / RID / "model.npz")
     assert packed["meta"]["version"] == 2 and packed["checked"] == "meta_sha256"
