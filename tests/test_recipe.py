@@ -259,3 +259,11 @@ def test_the_chosen_learning_rates_are_the_sweeps_choice():
     t = pd.read_csv(path)
     chosen = {(r.task, r.cell, r.method): r.lr for r in t[t["chosen"]].itertuples()}
     assert chosen == g.V3_LR
+
+
+def test_the_paper_profile_adopts_the_v3_recipe():
+    from qrnn import study
+
+    for r in study.grid("paper", ["task=ptb-char"]):
+        assert (r.config.lr_schedule, r.config.clip_mode, r.config.early_stop) == (
+            "cosine", "per-tensor", 0)  # fmt: skip

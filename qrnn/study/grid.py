@@ -104,6 +104,7 @@ TASKS: dict[str, dict[str, Any]] = {
 PROFILES = ("smoke", "cpu", "cpu-v3", "paper", "paper-dry")
 # the GPU window of the paper profile (issue 18): float and one of each method family
 WINDOW_METHODS = ("float", "binary-det", "ternary-det", "ternary-stoch", "exponential-det")
+METHOD_LABELS = tuple(m[0] for m in METHODS)
 CELLS = ("rnn", "gru", "lstm")
 
 
@@ -202,11 +203,15 @@ def experiments(profile: str) -> list[Experiment]:
                    train_limit=8000, eval_limit=4000)  # fmt: skip
         return [Experiment("window", {"ptb-char": tiny}, cells=("lstm",),
                            methods=WINDOW_METHODS, seeds=(0,))]  # fmt: skip
-    # paper: PTB-char 1 layer x 1000 units, BPTT 100, batch 64, Adam 2e-3 (our choices)
-    lm = _lm(hidden=1000, bptt=100, batch_size=64, epochs=30, lr=2e-3, early_stop=4)
+    # paper: PTB-char 1 layer x 1000 units, BPTT 100, batch 64 (our choices), on study v3's
+    # recipe (cosine to 1e-5 over the budget, per-tensor clipping, no early stop); the PTB
+    # runs take each method's rate chosen by the cpu-v3 sweep once it is decided (else 2e-3)
+    recipe = {"lr_schedule": "cosine", "min_lr": 1e-5, "clip_mode": "per-tensor", "early_stop": 0}
+    lm = _lm(hidden=1000, bptt=100, batch_size=64, epochs=30, lr=2e-3, **recipe)
     sp = {**fsdd_common, "hidden": 256, "epochs": 40, "early_stop": 8}
     window = _lm(hidden=1000, embed=64, init="glorot", bptt=100, batch_size=64, epochs=8,
-                 early_stop=0)  # fmt: skip
+                 **recipe)  # fmt: skip
+    lrs = _lrs("ptb-char", "lstm", (*WINDOW_METHODS, *METHOD_LABELS, *STOCHASTIC_METHODS)) or {}
     return [
         Experiment(
             "window",
@@ -214,6 +219,7 @@ def experiments(profile: str) -> list[Experiment]:
             cells=("lstm",),
             methods=WINDOW_METHODS,
             seeds=(0,),
+            per_method=lrs,
             description="what fits a 10-minute window on one large GPU (scripts/paper_window.py)",
         ),
         Experiment(
@@ -228,9 +234,10 @@ def experiments(profile: str) -> list[Experiment]:
             "overfit",
             # stopped 4 epochs after the best validation epoch, as in the cpu profile: a
             # method is finished when it stops, so claim 3 can be decided
-            {"ptb-char": _lm(hidden=1000, epochs=80, train_limit=1_000_000, early_stop=4)},
+            {"ptb-char": _lm(hidden=1000, epochs=40, train_limit=1_000_000, **recipe)},
             cells=("lstm",),
             methods=STOCHASTIC_METHODS,
+            per_method=lrs,
         ),
     ]
 
