@@ -254,6 +254,14 @@ def _study(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                     "integer_max_abs_diff", "integer_same_prediction"]  # fmt: skip
             print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
             return 0
+        if args.study_command == "choose-lr":
+            from .study.lrsweep import choose_lr
+
+            chosen, path = choose_lr(args.profile, args.results)
+            for (task, cell, method), lr in chosen.items():
+                print(f"{task} {cell} {method}: lr {lr:g}")
+            print(f"wrote {path} ({len(chosen)} groups decided)")
+            return 0
         if args.study_command == "init-table":
             before = files.stamps(Path(args.results) / args.profile)
             table = study.init_table(args.profile, args.results)
@@ -384,13 +392,14 @@ def build_parser() -> argparse.ArgumentParser:
             "path: hardware.csv",
         ),
         ("init-table", "each method's weights at step 0 (zero shares, norms): init.csv"),
+        ("choose-lr", "each method's learning rate from the lr-sweep runs: lr_choice.csv"),
     ):
         sp = stsub.add_parser(name, help=helptext)
         sp.add_argument("--profile", default="cpu", choices=study_profiles(),
                         help="grid size (default: cpu)")  # fmt: skip
         sp.add_argument("--results", default="results", help="results folder")
         sp.add_argument("--data", default=None, help="data mirror folder (default: $QRNN_DATA)")
-        if name not in ("summarize", "init-table"):
+        if name not in ("summarize", "init-table", "choose-lr"):
             only_help = "filter: experiment, task, cell, method or seed (repeatable)"
             sp.add_argument("--only", action="append", metavar="KEY=V1,V2", help=only_help)
         if name == "run":
