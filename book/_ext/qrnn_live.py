@@ -209,7 +209,8 @@ def setup(app):
     app.add_config_value("qrnn_live_seed", 0, "html")
     app.connect("builder-inited", _write_asset)
     app.connect("build-finished", _copy_models)
-    app.connect("html-page-context", _page_scripts)
+    # before qrnn_book's de-duplication (priority 500), which replaces the page's script list
+    app.connect("html-page-context", _page_scripts, priority=400)
     return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}
 
 
