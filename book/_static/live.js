@@ -371,6 +371,10 @@
       el("p", { class: "qrnn-note" }, root, `The models: one run per method of experiment `
         + `${src.experiment} in ${src.results}, seed ${src.seed}; each was trained on PTB-char.`);
     }
+    if (compact) {
+      el("p", { class: "qrnn-note" }, root, "Each bar is a model's BPC on your text, from 0 to 8 "
+        + "bits (shorter is better), beside its test BPC and the five characters it expects next.");
+    }
     const grid = el("div", { class: compact ? "qrnn-live-rows" : "qrnn-live-grid" }, root);
     const cards = runs.map((run) => card(grid, run.m.meta, compact, models_href));
 
