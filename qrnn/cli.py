@@ -236,6 +236,12 @@ def _study(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 if args.verbose and name in ("running", "interrupted", "failed", "diverged"):
                     for rid in ids:
                         print(f"      {rid}{run_note(name, folder / rid)}")
+            from .study.provenance import provenance
+
+            bad = provenance(args.profile, args.results)  # records not from a clean ancestor
+            print(f"  provenance  {len(bad)} finished records not from a clean ancestor of HEAD")
+            for rid, why in bad if args.verbose else ():
+                print(f"      {rid}: {why}")
             if args.cost:
                 table = study.cost(args.profile, args.results, args.cost, args.only)
                 print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
