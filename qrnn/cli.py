@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from . import files
+from .data.speech import FSDD_SPLITS
 from .files import Refused, data_folder, writable_folder
 from .quantizers import OPTIONS_HELP, SCHEMES, quantizer
 from .runs import run_note, summary
@@ -29,7 +30,7 @@ from .runs import run_note, summary
 # allowed values of the RunConfig fields that take a fixed set (argparse choices)
 CHOICES = {
     "task": ("ptb-char", "ptb-word", "text8", "fsdd"),
-    "split": ("standard", "speakers"),
+    "split": FSDD_SPLITS,
     "cell": ("rnn", "gru", "lstm"),
     "scheme": SCHEMES,
     "input_norm": ("none", "batch"),

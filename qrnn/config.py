@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from .data.speech import FSDD_SPLITS
 from .models import CELLS
 from .quantizers import SCHEMES, quantizer
 
@@ -61,7 +62,7 @@ class RunConfig:
     """Everything that defines one run. Defaults: a small PTB-char LSTM that trains on CPU."""
 
     task: str = "ptb-char"  # ptb-char | ptb-word | text8 | fsdd
-    split: str = "standard"  # fsdd: standard (recordings 0-4 test) | speakers (held-out speakers)
+    split: str = "standard"  # fsdd: standard (index 0-4 test) | speakers (held out) | fold0..fold9
     cell: str = "lstm"  # rnn | gru | lstm
     layers: int = 1  # stacked recurrent layers
     hidden: int = 128  # units per layer (and direction)
@@ -122,7 +123,7 @@ class RunConfig:
                 raise ValueError(f"{name}={v!r} is not allowed; it must be {kind} >= {lo}")
 
         choice("task", TASKS)
-        choice("split", ("standard", "speakers"))
+        choice("split", FSDD_SPLITS)
         choice("cell", tuple(CELLS))
         choice("scheme", SCHEMES)
         choice("input_norm", ("none", "batch"))

@@ -83,13 +83,15 @@ def _digest(d: dict) -> str:
 
 def config_keys(config: dict | None) -> dict:
     """The columns that key a run's group: ``hidden``, ``max_epochs`` and ``train_limit`` (the
-    budget), ``setting`` (a digest of every setting but the seed, the execution fields and the
-    method's own, :data:`METHOD_FIELDS`) and ``twin`` (the same without :data:`TUNED_FIELDS`:
-    what a group shares with its float reference)."""
+    budget), ``setting`` (a digest of every setting but the seed, the fold of a ``fold<f>``
+    split, the execution fields and the method's own, :data:`METHOD_FIELDS`) and ``twin``
+    (the same without :data:`TUNED_FIELDS`: what a group shares with its float reference)."""
     if not config:
         return {"hidden": math.nan, "max_epochs": math.nan, "train_limit": math.nan,
                 "setting": "", "twin": ""}  # fmt: skip
     base = {k: v for k, v in identity(config).items() if k not in ("seed", *METHOD_FIELDS)}
+    if str(base.get("split", "")).startswith("fold"):  # folds replicate a setting, as seeds do
+        base["split"] = "folds"
     twin = {k: v for k, v in base.items() if k not in TUNED_FIELDS}
     return {"hidden": config.get("hidden", math.nan), "max_epochs": config.get("epochs", math.nan),
             "train_limit": config.get("train_limit", 0), "setting": _digest(base),

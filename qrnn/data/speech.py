@@ -8,6 +8,7 @@ Recordings are ``{digit}_{speaker}_{index}.wav`` (8 kHz, 16-bit mono; 6 speakers
 * ``speakers``: whole speakers held out. Default: test speaker ``theo``, validation speaker
   ``nicolas``, training on the other four (2,000 recordings). With ``valid_speakers=()`` the
   validation set is a stratified fraction of the training speakers instead.
+* ``fold0`` .. ``fold9``: fold ``f`` of the 10 folds of :func:`qrnn.pooled.fsdd_fold`.
 
 Features are computed with librosa, cached in ``<cache>/fsdd/features-<key>.pt`` (key: hash of
 the extraction settings, the recordings manifest and the librosa version), and normalised per
@@ -34,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..pooled import fsdd_fold
 from .sources import (
     DataNotFoundError,
     DownloadError,
@@ -64,6 +66,7 @@ FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/v1.0
 FSDD_SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
 RECORDINGS = "fsdd/recordings"
 FEATURE_VERSION = 1  # bump when the extraction code changes
+FSDD_SPLITS = ("standard", "speakers", *(f"fold{f}" for f in range(10)))  # 10 folds
 
 
 class AudioError(ValueError):
@@ -370,8 +373,8 @@ def load_fsdd(
     ``manifest`` overrides the packaged recordings listing (``sha256  path`` lines), ``url``
     the release archive used when neither mirror nor cache has the recordings.
     """
-    if split not in ("standard", "speakers"):
-        raise UnknownDatasetError(f"unknown FSDD split {split!r}; use 'standard' or 'speakers'")
+    if split not in FSDD_SPLITS:
+        raise UnknownDatasetError(f"unknown FSDD split {split!r}; use {', '.join(FSDD_SPLITS)}")
     if not 0.0 <= valid_fraction < 1.0:
         raise ValueError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
     text = fsdd_manifest() if manifest is None else manifest
@@ -396,6 +399,9 @@ def load_fsdd(
         test = [i for i in all_idx if index[i] <= 4]
         rest = [i for i in all_idx if index[i] > 4]
         valid = _stratified_pick(rest, digits, valid_fraction, gen)
+    elif split.startswith("fold"):  # valid_fraction and seed play no part
+        part = {k: v.tolist() for k, v in fsdd_fold(names, int(split[4:]), k=10).items()}
+        test, valid, rest = part["test"], set(part["valid"]), part["train"] + part["valid"]
     else:
         test = [i for i in all_idx if speakers[i] in test_speakers]
         rest = [i for i in all_idx if speakers[i] not in test_speakers]
