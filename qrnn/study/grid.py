@@ -381,8 +381,57 @@ def _cpu_v3_experiments() -> list[Experiment]:
                    cells=("lstm",), methods=("float", "binary-stoch", "ternary-det"), seeds=(0,),
                    description="global instead of per-tensor gradient clipping, at the sweep's "
                    "budget and lr 2e-3 (its twins: lr-sweep@lr=0.002)"),
+        *_cpu_v3_digits(),
         *later,
     ]  # fmt: skip
+
+
+# Study v3 on the spoken digits (issue 26, items 2, 5, 7): v2's digit model (hidden 64, Glorot
+# init, BatchNorm on the input, batch 32, 15 epochs) on the v3 recipe (cosine to 1e-5 over the
+# 15 epochs, per-tensor clipping, no early stop: the best-validation epoch is tested). Cost,
+# from v2's records (2-core AMD EPYC, one thread per run): an epoch takes ~2.9 s (GRU), ~2.6 s
+# (LSTM), ~0.9 s (RNN), so a 15-epoch run ~44 / 38 / 13 s plus ~10 s notebook start; one run
+# of each cell ~125 s. The three experiments: ~4.5 CPU h.
+V3_DIGITS = {**TASKS["fsdd"], "hidden": 64, "init": "glorot", "input_norm": "batch",
+             "batch_size": 32, "epochs": 15, "lr": 3e-3, "early_stop": 0,
+             "lr_schedule": "cosine", "min_lr": 1e-5, "clip_mode": "per-tensor"}  # fmt: skip
+V3_DIGITS_LRS = (1e-3, 3e-3, 1e-2, 3e-2)  # 30x around v2's 3e-3, one seed
+DIGIT_FOLDS = 10  # RunConfig.split fold0..fold9 (qrnn.pooled.fsdd_fold); seed f <-> fold f
+
+
+def _cpu_v3_digits() -> list[Experiment]:
+    """The digits part of study v3: the learning-rate sweep, claim 5's dose-response on the GRU,
+    and every cell x method on the 10 folds (each one ``Experiment`` per cell and fold under one
+    name, so tables pool the folds as seeds). The last two wait for their rates (``V3_LR``)."""
+    all_methods = tuple(m[0] for m in METHODS)
+    dose = ("float", "binary-stoch", "float-noise-binary",
+            *(f"float-noise-binary-{h}" for h in NOISE_DOSES),
+            "float-noise-binary-rec", "float-noise-binary-in")  # fmt: skip
+    out = [
+        Experiment("lr-sweep-digits", {"fsdd": V3_DIGITS}, methods=all_methods, seeds=(0,),
+                   variants=tuple((_lr_label(lr), {"lr": lr}) for lr in V3_DIGITS_LRS),
+                   description="each digit model's peak learning rate, chosen on validation "
+                   "(standard split, 15 epochs, seed 0; 96 runs, ~1.1 CPU h)"),
+    ]  # fmt: skip
+    per = _lrs("fsdd", "gru", dose)
+    if per is not None:
+        out.append(Experiment(
+            "noise-dose-digits", {"fsdd": V3_DIGITS}, cells=("gru",), methods=dose,
+            seeds=(0, 1, 2, 3, 4), per_method=per,
+            description="claim 5 on digits: float + binary-stoch rounding noise at H = Glorot, "
+            "0.25, 0.5, 1, and on the recurrent or input matrices only (GRU, standard split; "
+            "40 runs, ~0.6 CPU h)"))  # fmt: skip
+    for fold in range(DIGIT_FOLDS):  # folds outside, so a partial study covers every group
+        for cell in CELLS:
+            per = _lrs("fsdd", cell, all_methods)
+            if per is not None:
+                out.append(Experiment(
+                    "digits-kfold", {"fsdd": {**V3_DIGITS, "split": f"fold{fold}"}},
+                    cells=(cell,), methods=all_methods, seeds=(fold,), per_method=per,
+                    description="every cell and method on the 10 folds of the recordings "
+                    "(seed f trains on fold f: each group tested on all 3,000; 240 runs, "
+                    "~2.8 CPU h)"))  # fmt: skip
+    return out
 
 
 def parse_only(only: Iterable[str] | None) -> dict[str, set[str]]:
