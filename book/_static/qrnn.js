@@ -333,7 +333,8 @@
         box.appendChild(img);
       }
       const want = Math.round(img.naturalWidth * 0.8);
-      const narrow = box.clientWidth < 0.6 * img.naturalWidth;  // a phone, not a laptop
+      // a phone, not a laptop: on a desktop a figure always fits its column, never cropped
+      const narrow = window.innerWidth < 700 && box.clientWidth < 0.6 * img.naturalWidth;
       img.style.maxWidth = narrow ? "none" : "";
       img.style.width = narrow ? `${want}px` : "";
     });
@@ -341,9 +342,16 @@
   function markOverflow() {
     widenFigures();
     // inline math wider than its line becomes a scroll box of its own
+    // measured afresh each time (MathJax may still be laying out on an early call), and a cue
+    // whose equation fits now goes away
     document.querySelectorAll(".bd-article mjx-container:not([display=true])").forEach((m) => {
+      m.classList.remove("qrnn-inline-scroll");
       const host = m.parentElement.getBoundingClientRect(), r = m.getBoundingClientRect();
       if (r.width > host.width + 1 || r.right > host.right + 1) m.classList.add("qrnn-inline-scroll");
+    });
+    document.querySelectorAll("span.qrnn-scroll-cue").forEach((c) => {
+      const next = c.nextElementSibling;
+      if (!next || !next.classList.contains("qrnn-inline-scroll")) c.remove();
     });
     document.querySelectorAll(BOXES).forEach((box) => {
       if (box.closest(".qrnn-scroll") && box !== box.closest(".qrnn-scroll")) return;
