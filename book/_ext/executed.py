@@ -54,8 +54,8 @@ WHAT = {
     "train": "one run of the class preset's defaults (binary LSTM, PTB characters), after the "
     "same command with `-p scheme float`",
     "jacobian": "the defaults: the PTB-char LSTM at initialization",
-    "results": "a copy of the corrected CPU study's records (`results/cpu`, as far as the study "
-    "had got), its tables rebuilt from the records by the current code",
+    "results": "a copy of the CPU study's records (`results/cpu`), its tables rebuilt from the "
+    "records by the current code",
 }
 
 
