@@ -20,7 +20,11 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 @pytest.fixture(scope="module")
 def book():
-    """Build the book strictly (warnings are errors), as `make book` does."""
+    """Build the book strictly (warnings are errors), as `make book` does. QRNN_BOOK_HTML names
+    an already built site to check instead (the html folder of `jupyter-book build
+    --path-output`), so that a page change is checked without a second build."""
+    if os.environ.get("QRNN_BOOK_HTML"):
+        return Path(os.environ["QRNN_BOOK_HTML"])
     jb = Path(sys.executable).parent / "jupyter-book"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     r = subprocess.run([str(jb), "build", str(ROOT), "-W", "-n", "--keep-going"], cwd=ROOT,
@@ -561,3 +565,112 @@ def test_glossary_terms_are_linked_on_every_page(book):
             if rx.search(prose) and ids[term.lower()] not in hrefs:
                 missing.append((str(page.relative_to(book)), term))
     assert not missing, missing
+
+
+def _reader_text(page: Path) -> str:
+    """The text a reader sees in a page's article: prose, generated text and table cells, without
+    code, rendered math, scripts and downloads."""
+    soup = _soup(page)
+    art = soup.select_one("article.bd-article") or soup
+    for el in art.select("pre, code, .math, mjx-container, script, style, .highlight, "
+                         "div.cell_input, .headerlink"):  # fmt: skip
+        el.decompose()
+    return art.get_text(" ")
+
+
+def test_no_literal_math_or_backticks_in_the_text(book):
+    """Generated text (Markdown() outputs, glue) goes through MyST like the page's own prose: no
+    `$...$` source or backticks left standing in what the reader sees (issue 29)."""
+    found = []
+    for page in _content_pages(book):
+        if "api" in page.stem or page.stem == "genindex":
+            continue
+        text = _reader_text(page)
+        for m in re.finditer(r"\$[^$\s][^$]{0,80}?\$|`[^`\s][^`]{0,80}`", text):
+            found.append((str(page.relative_to(book)), m.group(0)))
+    assert not found, found[:20]
+
+
+HISTORY = re.compile(
+    r"first study|corrected (?:cpu )?study|so far|were rerun|as far as the study|"
+    r"on this shared machine|with local changes|first version|"
+    r"targets 1\.10",
+    re.I,
+)
+
+
+def test_no_development_history_in_the_pages(book):
+    """The pages describe the study as it stands; what changed between versions of the study
+    lives on the archive page only (issue 29)."""
+    found = []
+    for page in _content_pages(book):
+        if page.stem in ("archive", "genindex") or "api" in page.stem:
+            continue
+        for m in HISTORY.finditer(_reader_text(page)):
+            found.append((str(page.relative_to(book)), m.group(0)))
+    assert not found, found
+
+
+@pytest.mark.parametrize("width,height", [(1280, 800), (390, 844)])
+def test_the_first_screen_answers_the_question(book, browser, width, height):
+    """Without scrolling, the intro says what the paper reported (as the paper's) and the
+    study's verdict on binarization for each task, read from the study's claims."""
+    sys.path.insert(0, str(ROOT))
+    from qrnn import pages
+
+    claims = pages.claim_table()
+    ctx = browser.new_context(viewport={"width": width, "height": height})
+    page = ctx.new_page()
+    page.goto((book / "book" / "intro.html").as_uri(), wait_until="load")
+    page.wait_for_timeout(300)
+    seen = page.evaluate("""() => { const out = [];
+      const w = document.createTreeWalker(document.querySelector("article.bd-article"),
+                                          NodeFilter.SHOW_TEXT);
+      for (let n = w.nextNode(); n; n = w.nextNode()) {
+        const r = document.createRange(); r.selectNodeContents(n);
+        const b = r.getBoundingClientRect();
+        if (b.height && b.top >= 0 && b.bottom <= innerHeight) out.push(n.textContent);
+      }
+      return out.join(" ").replace(/\\s+/g, " "); }""")
+    ctx.close()
+    assert "Ott et al. (2016) reported" in seen, seen
+    for r in claims[claims["number"] == "1"].itertuples():
+        assert f"{r.verdict} on {pages.TASK_WORDS[r.task]}" in seen, (r.task, seen)
+
+
+def test_figures_are_not_cropped_on_a_desktop(book, browser):
+    """At 1280 px every static figure fits its column: shown whole, not in a sideways scroll
+    box, and not shrunk below 60% of the size it was drawn at (its labels stay readable)."""
+    bad = []
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    for page_path in _content_pages(book):
+        page = ctx.new_page()
+        page.goto(page_path.as_uri(), wait_until="load")
+        page.wait_for_timeout(200)
+        page.evaluate("window.qrnnMarkOverflow && window.qrnnMarkOverflow()")
+        found = page.evaluate("""() => [...document.querySelectorAll(
+            ".bd-article .cell_output img")].map(i => {
+              const box = i.closest(".qrnn-scroll") || i.parentElement;
+              return {src: i.src.split("/").pop(), shown: i.getBoundingClientRect().width,
+                      natural: i.naturalWidth, over: box.scrollWidth > box.clientWidth + 1};
+            })""")
+        for f in found:
+            if f["over"] or f["shown"] < 0.6 * f["natural"]:
+                bad.append((page_path.name, f))
+        page.close()
+    ctx.close()
+    assert not bad, bad
+
+
+def test_the_results_page_stays_short(book, browser):
+    """The results page is a narrative a reader finishes (issue 29: about 8,000 px at 1280 px);
+    every group's numbers live on the All numbers page, the earlier study on the archive."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = ctx.new_page()
+    page.goto((book / "book" / "results.html").as_uri(), wait_until="load")
+    page.wait_for_timeout(500)
+    height = page.evaluate("document.documentElement.scrollHeight")
+    ctx.close()
+    assert height <= 8500, height
+    for name in ("numbers", "archive"):
+        assert (book / "book" / f"{name}.html").exists(), name
