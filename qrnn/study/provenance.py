@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 from ..runs import runs_dir
+from .grid import ROOT
 
 __all__ = ["provenance"]
 
@@ -32,8 +33,8 @@ def _is_ancestor(commit: str, root: Path) -> bool | None:
 def provenance(profile: str, results: str | Path = "results", root: Path | None = None):
     """``[(run_id, problem)]`` for every finished record of ``profile`` whose revision is
     unknown, had local changes, or is not an ancestor of HEAD (``root``: the checkout; default
-    the one holding ``results``). Records still running are not judged."""
-    root = root or Path(results).resolve().parent
+    this qrnn's). Records still running are not judged."""
+    root = root or ROOT
     out, seen = [], {}
     for path in sorted(runs_dir(results, profile).glob("*/run.json")):
         rec = json.loads(path.read_text())
