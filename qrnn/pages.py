@@ -15,11 +15,12 @@ import json
 import re
 from pathlib import Path
 
-__all__ = ["CLAIMS_PLAIN", "STUDY", "TASK_WORDS", "answer", "cause_sentences", "claim_table",
-           "hero_figure", "primary_rows", "results_dir", "study_dir"]  # fmt: skip
+__all__ = ["CLAIMS_PLAIN", "PROFILE", "STUDY", "TASK_WORDS", "answer", "cause_sentences",
+           "claim_table", "hero_figure", "primary_rows", "results_dir", "study_dir"]  # fmt: skip
 
 # The study the book reads, relative to the checkout: change it here to show another study.
 STUDY = "results/cpu"
+PROFILE = Path(STUDY).name  # the study profile that writes it (qrnn study ... --profile PROFILE)
 ROOT = Path(__file__).resolve().parent.parent  # the checkout (results/, book/)
 
 # the paper's claims in words a student knows, keyed on the number in claims.csv

@@ -17,7 +17,8 @@ import json
 import math
 from typing import Any
 
-__all__ = ["CELL_COLORS", "METHOD_COLORS", "METRIC_LABELS", "figure", "palette", "style", "table"]
+__all__ = ["CELL_COLORS", "METHOD_COLORS", "METRIC_LABELS", "SCHEME_MARKERS", "figure",
+           "method_order", "method_style", "palette", "style", "table"]  # fmt: skip
 
 # deterministic and stochastic variants of one scheme share a hue, the stochastic one lighter
 METHOD_COLORS: dict[str, str] = {
@@ -30,14 +31,63 @@ METHOD_COLORS: dict[str, str] = {
     "pow2-stoch": "#9fd4aa",
     "exponential-det": "#8172b3",
     "exponential-stoch": "#bcb1e3",
-    # the cause experiments (issue 14): binary's hue family, float's grey family
-    "binary-glorot-det": "#8c2d04",
-    "binary-glorot-stoch": "#d9822b",
-    "binary-rms-det": "#b8860b",
-    "binary-rms-stoch": "#e6c35c",
-    "float-noise-binary": "#937860",
-    "float-noise-ternary": "#c9b49c",
+    # the cause experiments (issue 14): hues of their own (orange, magenta, brown, cyan)
+    "binary-glorot-det": "#e69f00",
+    "binary-glorot-stoch": "#f3c66b",
+    "binary-rms-det": "#cc79a7",
+    "binary-rms-stoch": "#e9b8d3",
+    "float-noise-binary": "#8c564b",
+    "float-noise-ternary": "#17becf",
 }
+# For figures that show many methods at once (the cause experiments beside the main grid): each
+# method keeps its colour (METHOD_COLORS), each weight scheme has its own marker and the rounding
+# is the line style (deterministic solid, stochastic dashed), so that no two methods differ by a
+# shade alone (colour-blind readers, grey print).
+SCHEME_MARKERS: dict[str, str] = {
+    "float": "none",
+    "float-noise-binary": "triangle-down",
+    "float-noise-ternary": "star",
+    "binary": "square",
+    "binary-glorot": "triangle",
+    "binary-rms": "diamond",
+    "ternary": "circle",
+    "pow2-ternary": "plus",
+    "pow2": "plus",
+    "exponential": "cross",
+}
+STOCH_DASH = "6,4"
+
+
+def _scheme(name: str) -> tuple[str, str]:
+    scheme, _, rounding = name.rpartition("-")
+    if rounding not in ("det", "stoch") or scheme not in SCHEME_MARKERS:
+        return name, "det"
+    return scheme, rounding
+
+
+def method_style(name: str) -> dict[str, str]:
+    """Colour, marker and dash of a method in a many-method figure: ``binary-glorot-stoch`` is
+    its own colour with binary-glorot's marker, dashed."""
+    scheme, rounding = _scheme(name)
+    return {
+        "color": METHOD_COLORS.get(name, "#4d4d4d"),
+        "marker": SCHEME_MARKERS.get(scheme, "circle"),
+        "dash": STOCH_DASH if rounding == "stoch" else "",
+    }
+
+
+def method_order(names) -> list[str]:
+    """``names`` in the order of :data:`SCHEME_MARKERS`, deterministic before stochastic (a
+    legend that reads float, its controls, then binary to exponential); unknown names last."""
+    schemes = list(SCHEME_MARKERS)
+
+    def key(name: str):
+        scheme, rounding = _scheme(name)
+        return (schemes.index(scheme) if scheme in schemes else len(schemes), rounding, name)
+
+    return sorted(names, key=key)
+
+
 CELL_COLORS: dict[str, str] = {"rnn": "#dd8452", "gru": "#937860", "lstm": "#64b5cd"}
 METRIC_LABELS: dict[str, str] = {
     "bpc": "test BPC (bits per character, lower is better)",

@@ -674,3 +674,95 @@ def test_the_results_page_stays_short(book, browser):
     assert height <= 8500, height
     for name in ("numbers", "archive"):
         assert (book / "book" / f"{name}.html").exists(), name
+
+
+STUDY_LITERAL = re.compile(r'"results"\s*/\s*"cpu"|\b(?:grid|experiments|collect|cost|'
+                           r'trained_analyses)\(\s*"cpu"')  # fmt: skip
+
+
+def test_pages_read_the_study_through_qrnn_pages():
+    """Every page reads the study folder and its profile through qrnn.pages (STUDY, PROFILE,
+    study_dir()), so that showing another study is one change (issue 29)."""
+    found = []
+    for md in sorted((ROOT / "book").glob("*.md")):
+        for n, line in enumerate(md.read_text().splitlines(), 1):
+            if STUDY_LITERAL.search(line):
+                found.append(f"{md.name}:{n}: {line.strip()}")
+    assert not found, found
+
+
+def _rgb(color: str) -> tuple[int, ...]:
+    return tuple(int(color.lstrip("#")[i : i + 2], 16) for i in (0, 2, 4))
+
+
+def test_many_method_figure_tells_methods_apart(book, browser):
+    """In a figure of many methods (binarization, the recurrent matrix over training) two methods
+    of similar colour differ in marker or line style, stochastic rounding is dashed, and the
+    markers and dashes are drawn (issue 29: fourteen near-identical hues)."""
+    import json
+
+    figs = [json.loads(f["data-spec"]) for f in _soup(book / "book" / "binarization.html")
+            .select("div.qrnn-fig[data-kind=lines]")]  # fmt: skip
+    spec = next(f for f in figs if f.get("select") == "statistic")
+    series = next(iter(spec["groups"].values()))
+    assert len(series) >= 10, len(series)
+    alike = []
+    for i, a in enumerate(series):
+        assert bool(a.get("dash")) == a["name"].endswith("-stoch"), a
+        for b in series[i + 1 :]:
+            pairs = zip(_rgb(a["color"]), _rgb(b["color"]), strict=True)
+            near = sum((x - y) ** 2 for x, y in pairs) < 90**2
+            if near and (a.get("marker"), a.get("dash")) == (b.get("marker"), b.get("dash")):
+                alike.append((a["name"], b["name"]))
+    assert not alike, alike
+    page = browser.new_page()
+    page.goto((book / "book" / "binarization.html").as_uri(), wait_until="load")
+    fig = (
+        page.locator("div.qrnn-fig[data-kind=lines]")
+        .filter(has=page.locator("select.qrnn-group option", has_text="spectral norm"))
+        .first
+    )
+    dashed = fig.locator("g.series path.line[stroke-dasharray='6,4']").count()
+    marks = fig.locator("g.series path:not(.line), g.series circle").count()
+    page.close()
+    assert dashed == sum(1 for s in series if s.get("dash")), dashed
+    assert marks >= len(series), marks
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_selects_show_their_labels(book, browser, width):
+    """A figure's select is wide enough for its longest option, up to the column's width: at
+    1280 px no option is cut (issue 29: selects cut their labels)."""
+    cut = []
+    ctx = browser.new_context(viewport={"width": width, "height": 900})
+    for page_path in _content_pages(book):
+        if "qrnn-fig" not in page_path.read_text():
+            continue
+        page = ctx.new_page()
+        page.goto(page_path.as_uri(), wait_until="load")
+        found = page.evaluate("""() => [...document.querySelectorAll(".qrnn-controls select")]
+          .map(s => { const c = document.createElement("canvas").getContext("2d");
+            const cs = getComputedStyle(s); c.font = `${cs.fontSize} ${cs.fontFamily}`;
+            const need = Math.max(...[...s.options].map(o => c.measureText(o.text).width));
+            const room = s.closest("article").getBoundingClientRect().width;
+            return {need: Math.round(need), has: s.clientWidth, room: Math.round(room),
+                    text: s.options[s.selectedIndex].text}; })""")
+        for f in found:
+            if f["has"] < min(f["need"] + 16, f["room"] * 0.95):
+                cut.append((page_path.name, f))
+        page.close()
+    ctx.close()
+    assert not cut, cut[:10]
+
+
+def test_tables_show_readable_headers(book):
+    """No header of the binarization tables is a bare column name such as top_sv_median (issue
+    29); the hardware page gives the number of inputs beside the share of equal predictions."""
+    raw = []
+    for th in _soup(book / "book" / "binarization.html").select("article th"):
+        text = th.get_text(" ").strip()
+        if re.fullmatch(r"[a-z0-9]+(?:_[a-z0-9]+)+", text):
+            raw.append(text)
+    assert not raw, raw
+    text = re.sub(r"\s+", " ", _reader_text(book / "book" / "hardware.html"))
+    assert re.search(r"\d+% \(\d+ of the first \d+ test (?:recordings|characters)\)", text)

@@ -26,11 +26,39 @@
     return out;
   }
 
-  /* chart(svg, {series: [{name, x, y, err?, mode: "line"|"points"|"step"}], xlabel, ylabel,
+  /* a marker shape at (x, y) (qrnn.viz.SCHEME_STYLES): tells methods apart beyond colour */
+  function marker(shape, x, y, color, parent) {
+    const r = 4.5, h = r * 0.87;
+    const paths = {
+      square: `M${x - r * 0.8},${y - r * 0.8}h${1.6 * r}v${1.6 * r}h${-1.6 * r}z`,
+      triangle: `M${x},${y - r}L${x + h},${y + r / 2}L${x - h},${y + r / 2}z`,
+      "triangle-down": `M${x},${y + r}L${x + h},${y - r / 2}L${x - h},${y - r / 2}z`,
+      diamond: `M${x},${y - r}L${x + r},${y}L${x},${y + r}L${x - r},${y}z`,
+      plus: `M${x - r},${y}h${2 * r}M${x},${y - r}v${2 * r}`,
+      cross: `M${x - h},${y - h}L${x + h},${y + h}M${x - h},${y + h}L${x + h},${y - h}`,
+      star: Array.from({ length: 10 }, (_, i) => {
+        const a = -Math.PI / 2 + (i * Math.PI) / 5, rr = i % 2 ? r * 0.45 : r * 1.1;
+        return `${i ? "L" : "M"}${(x + rr * Math.cos(a)).toFixed(1)},${(y + rr * Math.sin(a)).toFixed(1)}`;
+      }).join("") + "z",
+    };
+    if (shape === "circle") return el("circle", { cx: x, cy: y, r: r * 0.9, fill: color }, parent);
+    if (!paths[shape]) return null;
+    const open = shape === "plus" || shape === "cross";
+    return el("path", { d: paths[shape], fill: open ? "none" : color, stroke: color,
+      "stroke-width": open ? 2 : 0 }, parent);
+  }
+
+  /* chart(svg, {series: [{name, x, y, err?, mode: "line"|"points"|"step", dash?, marker?}],
+   *             xlabel, ylabel,
    *             categories?: [..] (categorical x), hlines: [{y, label}]}) */
   function chart(svg, spec) {
     while (svg.firstChild) svg.removeChild(svg.firstChild);
-    const W = 640, H = 360, m = { l: 62, r: 150, t: 14, b: spec.categories ? 92 : 46 };
+    // narrow (a phone): the legend goes under the plot in two columns, the drawing is narrower
+    // and shown at the column's width, so that it is read without scrolling sideways
+    const below = !!spec.narrow, lh = below ? Math.ceil(spec.series.length / 2) * 18 + 8 : 0;
+    const W = below ? 400 : 640, H = (below ? 300 : 360) + lh;
+    const m = { l: 62, r: below ? 14 : 150, t: 14, b: (spec.categories ? 92 : 46) + lh };
+    svg.classList.toggle("qrnn-narrow", below);
     svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
     const cat = spec.categories;
     const xs = [], ys = [];
@@ -65,7 +93,7 @@
         text: lab }, g);
       if (cat) tx.setAttribute("transform", `rotate(-40 ${X(t)} ${H - m.b + 16})`);
     }
-    el("text", { x: (m.l + W - m.r) / 2, y: H - 6, "text-anchor": "middle", text: spec.xlabel || "",
+    el("text", { x: (m.l + W - m.r) / 2, y: H - lh - 6, "text-anchor": "middle", text: spec.xlabel || "",
       class: "label" }, g);
     el("text", { x: 14, y: (m.t + H - m.b) / 2, "text-anchor": "middle", text: spec.ylabel || "",
       class: "label", transform: `rotate(-90 14 ${(m.t + H - m.b) / 2})` }, g);
@@ -107,11 +135,14 @@
         });
         el("path", { d, fill: "none", stroke: color, "stroke-width": s.width || 2,
           "stroke-dasharray": s.dash || "none", class: "line" }, sg);
+        if (s.marker) pts.forEach(([px, py]) => marker(s.marker, X(px), Y(py), color, sg));
       }
-      const ly = m.t + 14 + k * 18;
-      el("line", { x1: W - m.r + 10, x2: W - m.r + 28, y1: ly - 4, y2: ly - 4, stroke: color,
-        "stroke-width": 3 }, svg);
-      el("text", { x: W - m.r + 32, y: ly, text: s.name, class: "legend" }, svg);
+      const ly = below ? H - lh + 14 + Math.floor(k / 2) * 18 : m.t + 14 + k * 18;
+      const lx = below ? 4 + (k % 2) * (W / 2) : W - m.r + 6;
+      el("line", { x1: lx, x2: lx + 24, y1: ly - 4, y2: ly - 4, stroke: color,
+        "stroke-width": 3, "stroke-dasharray": s.dash || "none" }, svg);
+      if (s.marker) marker(s.marker, lx + 12, ly - 4, color, svg);
+      el("text", { x: lx + 28, y: ly, text: s.name, class: "legend" }, svg);
     });
   }
 
@@ -310,7 +341,7 @@
     Object.keys(spec.groups).forEach((g) => el("option", { value: g, text: g }, sel));
     function draw() {
       chart(svg, { xlabel: spec.xlabel, ylabel: spec.ylabel, series: spec.groups[sel.value],
-        hlines: spec.hlines || [], colors: spec.colors });
+        hlines: spec.hlines || [], colors: spec.colors, narrow: div.clientWidth < 560 });
     }
     sel.addEventListener("change", draw);
     draw();
