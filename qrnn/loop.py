@@ -117,15 +117,16 @@ def clip_gradients_(
                 raise Diverged("non-finite gradient", batch=batch)
         nn.utils.clip_grads_with_norm_(params, max_norm, norm)
         return float(norm)
-    norms = [torch.linalg.vector_norm(g).item() for g in grads]
-    if not all(math.isfinite(n) for n in norms):
-        norms = [g.double().pow(2).sum().sqrt().item() for g in grads]
-        if not all(math.isfinite(n) for n in norms):
+    # one host sync for the finiteness check, none per tensor (the step is the hot path)
+    norms = torch.stack(torch._foreach_norm(grads)).double()
+    if not torch.isfinite(norms).all():
+        norms = torch.stack([g.double().pow(2).sum().sqrt() for g in grads])
+        if not torch.isfinite(norms).all():
             raise Diverged("non-finite gradient", batch=batch)
-    for g, n in zip(grads, norms, strict=True):
-        if n > max_norm:
-            g.mul_(max_norm / n)
-    return math.sqrt(sum(n * n for n in norms))
+    scale = (max_norm / norms).clamp(max=1.0).float()  # 1 (exact) below the limit
+    for g, c in zip(grads, scale.unbind(), strict=True):
+        g.mul_(c)
+    return float(norms.pow(2).sum().sqrt())
 
 
 def _step(model, loss, opt, cfg, i, progress=None, callback=None, epoch=0, monitor=None) -> None:
