@@ -33,7 +33,7 @@ from qrnn.hardware import (
     preactivation_bound,
     step_ops,
 )
-from qrnn.train import RunConfig, build_model
+from qrnn.study.train import RunConfig, build_model
 
 METHODS = {
     "binary": ("binary", {}),

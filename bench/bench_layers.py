@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import qrnn
 from qrnn.cells import reference_forward
-from qrnn.records import cpu_model, git_state
+from qrnn.study.records import cpu_model, git_state
 
 CELLS = {"rnn": (nn.RNN, qrnn.QuantRNN), "gru": (nn.GRU, qrnn.QuantGRU)}
 CELLS["lstm"] = (nn.LSTM, qrnn.QuantLSTM)

@@ -74,8 +74,8 @@ import numpy as np
 import seaborn as sns
 import torch
 
-from qrnn import analysis, runs
-from qrnn.study import ROOT
+from qrnn import analysis
+from qrnn.study import ROOT, runs
 from qrnn.viz import style
 
 style()

@@ -13,7 +13,7 @@
 # %% [markdown]
 # # One training run
 #
-# Trains one configuration through `qrnn.train.train`, writes its run record and shows its
+# Trains one configuration through `qrnn.study.train.train`, writes its run record and shows its
 # learning curve and weight histograms. Change a parameter below and run all cells: with the
 # `class` preset a run takes about a minute on a 2-core laptop. From a terminal, with
 # papermill (later `-p` win):
@@ -26,7 +26,7 @@
 # A run whose record already exists is read back, not redone (change `seed` to redo it).
 
 # %% tags=["parameters"]
-# Parameters (papermill: -p name value). Every field of qrnn.train.RunConfig is one; None
+# Parameters (papermill: -p name value). Every field of qrnn.study.train.RunConfig is one; None
 # takes the preset's value, else RunConfig's default (qrnn train --help lists them).
 preset = "class"  # class (a lesson: ~1 min on 2 cores) | study (the cpu study's) | none
 # what is compared: the method, the cell, the seed
@@ -90,10 +90,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from qrnn import presets, viz
+from qrnn import viz
 from qrnn.analysis import weight_frame
-from qrnn.runs import load_model
-from qrnn.train import RunConfig, load_data, run_id, train
+from qrnn.study import presets
+from qrnn.study.runs import load_model
+from qrnn.study.train import RunConfig, load_data, run_id, train
 from qrnn.viz import style
 
 # Validate the parameters: an unknown name or a bad value fails here with a message naming it

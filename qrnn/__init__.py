@@ -3,8 +3,10 @@
 The library and study after Ott, Lin, Zhang, Liu & Bengio 2016, *Recurrent Neural Networks
 With Limited Numerical Precision*, https://arxiv.org/abs/1608.06902. The library below
 (quantizers, cells, layers, models, packing, the integer path, analysis, data) knows nothing of
-runs; the experiment layer above it (:mod:`qrnn.config`, :mod:`qrnn.runs`, :mod:`qrnn.train`,
-:mod:`qrnn.study`, :mod:`qrnn.cli`) configures, trains and records them.
+runs. Its folders show the layers: the library at the top level, :mod:`qrnn.data` and
+:mod:`qrnn.analysis`; the experiment layer, :mod:`qrnn.study` (configuration, training,
+records, the grid, tables and verdicts), and :mod:`qrnn.cli` above it, which configure, train
+and record runs. Nothing in the library imports the experiment layer.
 """
 
 from ._version import __version__ as __version__

@@ -50,7 +50,9 @@ def _affine(x: Tensor, w: Tensor, b: Tensor | None, gain: Tensor | None = None) 
     return a if b is None else a + b
 
 
-def _pre(x, h, w_ih, w_hh, b_ih, b_hh, gains):
+def preactivation_terms(x, h, w_ih, w_hh, b_ih, b_hh, gains):
+    """The input and recurrent terms of a pre-activation, ``W_ih x + b_ih`` and ``W_hh h + b_hh``
+    (each layer-normalized per gate block with its gain when ``gains`` is given)."""
     g_ih, g_hh = gains if gains is not None else (None, None)
     return _affine(x, w_ih, b_ih, g_ih), _affine(h, w_hh, b_hh, g_hh)
 
@@ -95,7 +97,7 @@ def lstm_update(a: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
 def rnn_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", gains=None) -> Tensor:
     """Elman RNN: h' = f(W_ih x + b_ih + W_hh h + b_hh), f = tanh or relu."""
     # W_ih x_t + b_ih,  W_hh h_(t-1) + b_hh  (each (B, H); layer-normalized first with gains)
-    xa, ha = _pre(x, h, w_ih, w_hh, b_ih, b_hh, gains)
+    xa, ha = preactivation_terms(x, h, w_ih, w_hh, b_ih, b_hh, gains)
     # a_t = W_ih x_t + b_ih + W_hh h_(t-1) + b_hh
     return rnn_update(xa + ha, nonlinearity)
 
@@ -103,7 +105,7 @@ def rnn_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", gains=
 def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, gains=None) -> Tensor:
     """GRU (torch.nn convention, gate order r, z, n; Lasagne writes u = 1 - z)."""
     # W_ih x_t + b_ih,  W_hh h_(t-1) + b_hh  (each (B, 3H); layer-normalized first with gains)
-    xa, ha = _pre(x, h, w_ih, w_hh, b_ih, b_hh, gains)
+    xa, ha = preactivation_terms(x, h, w_ih, w_hh, b_ih, b_hh, gains)
     return gru_update(xa, ha, h)
 
 
@@ -111,7 +113,7 @@ def lstm_cell(x, state, w_ih, w_hh, b_ih=None, b_hh=None, gains=None) -> tuple[T
     """LSTM (gate order i, f, g, o): returns (h', c')."""
     h, c = state
     # W_ih x_t + b_ih,  W_hh h_(t-1) + b_hh  (each (B, 4H); layer-normalized first with gains)
-    xa, ha = _pre(x, h, w_ih, w_hh, b_ih, b_hh, gains)
+    xa, ha = preactivation_terms(x, h, w_ih, w_hh, b_ih, b_hh, gains)
     # a_t = W_ih x_t + b_ih + W_hh h_(t-1) + b_hh
     return lstm_update(xa + ha, c)
 

@@ -21,11 +21,11 @@ import os
 import sys
 from pathlib import Path
 
-from . import files
 from .data.speech import FSDD_SPLITS
-from .files import Refused, data_folder, writable_folder
 from .quantizers import OPTIONS_HELP, SCHEMES, quantizer
-from .runs import run_note, summary
+from .study import files
+from .study.files import Refused, data_folder, writable_folder
+from .study.runs import run_note, summary
 
 # allowed values of the RunConfig fields that take a fixed set (argparse choices)
 CHOICES = {
@@ -65,12 +65,12 @@ def _json_dict(text: str) -> dict:
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    from . import train
-    from .train import FIELD_HELP, RunConfig
+    from .study import train
+    from .study.train import FIELD_HELP, RunConfig
 
     # weight_noise also takes METHOD:SCALE (binary:0.25): RunConfig checks it
     choices = {**CHOICES, "init": getattr(train, "INITS", None)}
-    g = p.add_argument_group("run configuration (every field of qrnn.train.RunConfig)")
+    g = p.add_argument_group("run configuration (every field of qrnn.study.train.RunConfig)")
     for f in dataclasses.fields(RunConfig):
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
@@ -108,8 +108,8 @@ def positive_int(text: str) -> int:
 
 
 def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from . import runlock
-    from .train import RunConfig, run_id, train
+    from .study import runlock
+    from .study.train import RunConfig, run_id, train
 
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     try:
@@ -178,7 +178,7 @@ def _add_export(subparsers) -> None:
 
 
 def _baselines(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from . import baselines
+    from .study import baselines
 
     data, out = data_folder(args.data), writable_folder(args.out, "output folder", "--out")
     invocation = {"argv": ["qrnn", *sys.argv[1:]]}
@@ -193,7 +193,8 @@ def _baselines(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
 
 def _add_baselines(subparsers) -> None:
-    """Register ``qrnn baselines --task ptb-char|fsdd --out FOLDER`` (:mod:`qrnn.baselines`)."""
+    """Register ``qrnn baselines --task ptb-char|fsdd --out FOLDER``
+    (:mod:`qrnn.study.baselines`)."""
     helptext = "n-gram (ptb-char) or pooled logistic-regression (fsdd) baseline record"
     sp = subparsers.add_parser("baselines", help=helptext)
     sp.add_argument("--task", required=True, choices=("ptb-char", "fsdd"))
@@ -302,10 +303,10 @@ def study_profiles() -> tuple[str, ...]:
 
 
 def noise_parser(description: str | None = None) -> argparse.ArgumentParser:
-    """The flags of ``python -m qrnn.noise`` (:func:`qrnn.noise.main`)."""
-    from .noisetime import MODES
+    """The flags of ``python -m qrnn.study.noise`` (:func:`qrnn.study.noise.main`)."""
+    from .analysis.noisetime import MODES
 
-    p = argparse.ArgumentParser(prog="python -m qrnn.noise", description=description)
+    p = argparse.ArgumentParser(prog="python -m qrnn.study.noise", description=description)
     p.add_argument("--task", default="ptb-char")
     p.add_argument("--cell", default="lstm")
     p.add_argument("--hidden", type=int, default=128)

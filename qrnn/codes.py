@@ -57,7 +57,7 @@ def _method(scheme: str, options: dict) -> Quantizer:
     return REGISTRY[scheme](scheme, options)
 
 
-def _code_layout(scheme: str, options: dict) -> tuple[int, int]:
+def scheme_layout(scheme: str, options: dict) -> tuple[int, int]:
     """(bits, N): bits per code and, for the integer grids, the largest |n|."""
     return _method(scheme, options).code_layout()
 

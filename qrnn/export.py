@@ -1,6 +1,6 @@
 """Packed export of quantized models: integer codes at their true bit width.
 
-``pack_model(model, path)`` writes a file (:func:`qrnn.runs.export_run` packs a run's model);
+``pack_model(model, path)`` writes a file (:func:`qrnn.study.runs.export_run` packs a run's model);
 ``load_packed(path)`` rebuilds the model (evaluation mode) whose outputs equal those of the
 trained model in evaluation mode. ``post_training_quantize(model, scheme, **options)``
 quantizes a trained float model without retraining.
@@ -49,7 +49,7 @@ against its schema (known family, schemes and bit widths; every tensor's extent 
 member, the extents in one member tiling it without overlap or gap), each member's size and
 sha256, and the codes themselves. Version 1 files (earlier releases; the study's committed
 ``model.npz``) get every check but ``meta_sha256``: an edited version 1 header is caught where
-the file's sha256 is known elsewhere (:func:`qrnn.runs.verify_packed` checks a run folder's
+the file's sha256 is known elsewhere (:func:`qrnn.study.runs.verify_packed` checks a run folder's
 ``model.npz`` against its ``run.json``).
 
 Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
@@ -74,12 +74,12 @@ from torch import nn
 from ._version import __version__
 from .atomic import atomic_write_bytes
 from .codes import PackedFormatError as PackedFormatError
-from .codes import _code_layout
 from .codes import decode_codes as decode_codes
 from .codes import encode_codes as encode_codes
 from .codes import pack_bits as pack_bits
+from .codes import scheme_layout
 from .codes import unpack_bits as unpack_bits
-from .layers import QuantRNNBase, _QuantIO
+from .layers import QuantIO, QuantRNNBase
 from .models import FAMILIES, DigitClassifier, LanguageModel, io_quantized
 from .packcheck import CHECKSUM, FORMAT, READABLE, ZEROS, read_verified
 from .quantizers import Quantizer, quantizer
@@ -154,7 +154,7 @@ def quantized_tensors(model: nn.Module) -> dict[str, tuple[Quantizer, torch.Tens
                         w_q.detach(),
                         mod.quantizer.scale(w, *fans),
                     )
-        elif isinstance(mod, _QuantIO) and mod.quantizer.name != "float":
+        elif isinstance(mod, QuantIO) and mod.quantizer.name != "float":
             w = mod.weight
             s = mod.quantizer.scale(w, w.shape[1], w.shape[0])
             out[prefix + "weight"] = (mod.quantizer, mod.quantized_weight(False).detach(), s)
@@ -177,7 +177,7 @@ def _encode_model(model: nn.Module, source: dict | None) -> tuple[dict, dict[str
                 if w_q.dtype != torch.float32:
                     raise TypeError(f"{name}: only float32 models can be packed, got {w_q.dtype}")
                 s32 = float(np.float32(s))
-                bits, _ = _code_layout(q.name, q.options)
+                bits, _ = scheme_layout(q.name, q.options)
                 codes = encode_codes(w_q.cpu().numpy(), q.name, q.options, s32)
                 packed = pack_bits(codes, bits)
                 method = {"scheme": q.name, "options": dict(q.options), "bits": bits}
@@ -353,7 +353,7 @@ def post_training_quantize(
     new = copy.deepcopy(model, memo=dict(gens))  # generators are not copied (set to None)
     found = False
     for m in new.modules():
-        if isinstance(m, QuantRNNBase) or (quantize_io and isinstance(m, _QuantIO)):
+        if isinstance(m, QuantRNNBase) or (quantize_io and isinstance(m, QuantIO)):
             m.quantizer, m.stochastic = q, False
             found = found or isinstance(m, QuantRNNBase)
     if not found:

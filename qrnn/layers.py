@@ -368,12 +368,12 @@ def clip_shadow_(module: nn.Module) -> nn.Module:
     """BinaryConnect shadow-weight clipping for every quantized layer in ``module``; call it
     after ``optimizer.step()``. Returns ``module``."""
     for m in module.modules():
-        if isinstance(m, QuantRNNBase | _QuantIO):
+        if isinstance(m, QuantRNNBase | QuantIO):
             m.clip_shadow_()
     return module
 
 
-class _QuantIO:
+class QuantIO:
     """Quantized weight for the embedding / output layers (``quantize_io``): same method, the
     Glorot fans of the matrix itself, stochastic in training when ``stochastic``."""
 
@@ -395,7 +395,7 @@ class _QuantIO:
             self.weight.clamp_(-bound, bound)
 
 
-class QuantLinear(_QuantIO, nn.Linear):
+class QuantLinear(QuantIO, nn.Linear):
     """``nn.Linear`` whose weight (not bias) is quantized once per forward."""
 
     def __init__(
@@ -416,7 +416,7 @@ class QuantLinear(_QuantIO, nn.Linear):
         return nn.functional.linear(x, self.quantized_weight(), self.bias)
 
 
-class QuantEmbedding(_QuantIO, nn.Embedding):
+class QuantEmbedding(QuantIO, nn.Embedding):
     """``nn.Embedding`` whose table is quantized once per forward."""
 
     def __init__(

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from .layers import QuantEmbedding, QuantGRU, QuantLinear, QuantLSTM, QuantRNN, _QuantIO
+from .layers import QuantEmbedding, QuantGRU, QuantIO, QuantLinear, QuantLSTM, QuantRNN
 
 CELLS = {"rnn": QuantRNN, "gru": QuantGRU, "lstm": QuantLSTM}
 
@@ -31,7 +31,7 @@ def _rnn(cell: str, input_size: int, hidden: int, layers: int, **kw: Any) -> nn.
 
 def io_quantized(model: nn.Module) -> bool:
     """Whether the embedding / output layers of ``model`` are quantized (``quantize_io``)."""
-    return any(isinstance(m, _QuantIO) and m.quantizer.name != "float" for m in model.modules())
+    return any(isinstance(m, QuantIO) and m.quantizer.name != "float" for m in model.modules())
 
 
 class _Configurable(nn.Module):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .codes import PackedFormatError, _code_layout
+from .codes import PackedFormatError, scheme_layout
 from .models import FAMILIES
 
 __all__ = ["CHECKSUM", "FORMAT", "READABLE", "header_problems", "read_member", "read_verified"]
@@ -94,7 +94,7 @@ def header_problems(meta: dict) -> list[str]:
     bits = []
     for i, m in enumerate(methods):
         try:
-            b, _ = _code_layout(m["scheme"], m["options"])
+            b, _ = scheme_layout(m["scheme"], m["options"])
         except (KeyError, TypeError, ValueError) as e:
             what = (
                 f"{m.get('scheme')!r} with options {m.get('options')}" if isinstance(m, dict) else m

@@ -26,7 +26,8 @@ def straight_through(w: Tensor, w_q: Tensor) -> Tensor:
     return w_q.detach() + (w - w.detach())
 
 
-def _uniform(w: Tensor, generator: torch.Generator | None) -> Tensor:
+def uniform_like(w: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Uniform draws on [0, 1) shaped like ``w``: the coin flips of stochastic rounding."""
     return torch.rand(w.shape, generator=generator, dtype=w.dtype, device=w.device)
 
 
@@ -103,7 +104,7 @@ class Quantizer:
         self, w: Tensor, fan_in: int | None = None, fan_out: int | None = None
     ) -> tuple[Tensor, Tensor]:
         """Per-weight mean and variance of the *stochastic* ``q(w)`` (``w`` float64; see
-        ``qrnn.rounding.rounding_moments``)."""
+        ``qrnn.analysis.rounding.rounding_moments``)."""
         raise NotImplementedError
 
     # -- integer codes: W_q in `bits` bits each, the packed format of :mod:`qrnn.codes` --------
@@ -162,13 +163,13 @@ class InvalidCodes(ValueError):
     """Integer codes that are no level of the method (a corrupted file)."""
 
 
-def _grid_encode(w: np.ndarray, bits: int, step) -> np.ndarray:
+def grid_encode(w: np.ndarray, bits: int, step) -> np.ndarray:
     """Codes of values ``n * step`` on an integer grid: ``n`` in two's complement."""
     n = np.rint(w.astype(np.float64) / float(step)).astype(np.int64)
     return n & (2**bits - 1)  # two's complement in `bits` bits
 
 
-def _grid_decode(codes: np.ndarray, bits: int, n_max: int, step) -> np.ndarray:
+def grid_decode(codes: np.ndarray, bits: int, n_max: int, step) -> np.ndarray:
     """Values ``n * step`` of two's-complement codes, ``|n| <= n_max``."""
     n = np.where(codes >= 2 ** (bits - 1), codes - 2**bits, codes)  # two's complement
     if n.size and np.abs(n).max() > n_max:

@@ -40,10 +40,10 @@ from .quantizer_base import (
     InvalidCodes,
     Quantizer,
     Scaled,
-    _grid_decode,
-    _grid_encode,
-    _uniform,
+    grid_decode,
+    grid_encode,
     register,
+    uniform_like,
 )
 from .quantizer_base import straight_through as straight_through
 
@@ -108,7 +108,7 @@ class Binary(Scaled):
         h = self.scale(w, fan_in, fan_out)
         if stochastic:
             p = ((w / h + 1.0) / 2.0).clamp_(0.0, 1.0)
-            positive = _uniform(w, generator) < p
+            positive = uniform_like(w, generator) < p
         else:
             positive = w >= 0
         return torch.where(positive, h, -h).to(w.dtype)
@@ -159,7 +159,7 @@ class Ternary(Scaled):
         # deterministic: W0 sign(w) [|w| >= W0/2]; stochastic: W0 sign(w) Bernoulli(|w|/W0)
         w0 = self.scale(w, fan_in, fan_out)
         if stochastic:
-            keep = _uniform(w, generator) < (w.abs() / w0).clamp_(0.0, 1.0)
+            keep = uniform_like(w, generator) < (w.abs() / w0).clamp_(0.0, 1.0)
         else:
             keep = w.abs() >= w0 / 2.0
         return torch.where(keep, torch.sign(w) * w0, torch.zeros_like(w))
@@ -168,10 +168,10 @@ class Ternary(Scaled):
         return 2, 1
 
     def encode(self, w: np.ndarray, scale: float) -> np.ndarray:
-        return _grid_encode(w, 2, np.float32(scale))  # n in {-1, 0, 1}, two's complement
+        return grid_encode(w, 2, np.float32(scale))  # n in {-1, 0, 1}, two's complement
 
     def decode(self, codes: np.ndarray, scale: float) -> np.ndarray:
-        return _grid_decode(codes, 2, 1, np.float32(scale))
+        return grid_decode(codes, 2, 1, np.float32(scale))
 
 
 @register
@@ -242,7 +242,7 @@ class Pow2Ternary(Quantizer):
         x = w.clamp(-bound, bound) / step
         if stochastic:  # our extension: unbiased stochastic rounding on the grid
             lo = torch.floor(x)
-            n = lo + (_uniform(w, generator) < (x - lo)).to(w.dtype)
+            n = lo + (uniform_like(w, generator) < (x - lo)).to(w.dtype)
         else:
             n = torch.sign(x) * torch.floor(x.abs() + 0.5)
         return (n * step).to(w.dtype)
@@ -261,11 +261,11 @@ class Pow2Ternary(Quantizer):
 
     def encode(self, w: np.ndarray, scale: float) -> np.ndarray:
         bits, _ = self.code_layout()
-        return _grid_encode(w, bits, 2.0 ** -self.options["fractional_bits"])
+        return grid_encode(w, bits, 2.0 ** -self.options["fractional_bits"])
 
     def decode(self, codes: np.ndarray, scale: float) -> np.ndarray:
         bits, n_max = self.code_layout()
-        return _grid_decode(codes, bits, n_max, np.float32(2.0 ** -self.options["fractional_bits"]))
+        return grid_decode(codes, bits, n_max, np.float32(2.0 ** -self.options["fractional_bits"]))
 
 
 @register
@@ -340,7 +340,7 @@ class Exponential(Quantizer):
             return self._exponential_f32(w, stochastic, generator, lo_e, hi_e)
         m, E = torch.frexp(w.abs())
         if stochastic:  # uniforms in float64 (as in every version): p is exact there
-            up = _uniform(m.to(torch.float64), generator) < (2 * m - 1).to(torch.float64)
+            up = uniform_like(m.to(torch.float64), generator) < (2 * m - 1).to(torch.float64)
         else:
             up = m > 0.75
         e = (E - 1 + up.to(E.dtype)).clamp_(lo_e, hi_e)
@@ -357,7 +357,7 @@ class Exponential(Quantizer):
         mag = b & 0x7FFFFFFF  # |w| as bits
         if stochastic:
             p = (b & 0x7FFFFF).to(torch.float64) * 2.0**-23
-            mag = (mag >> 23).add_((_uniform(p, generator) < p).to(torch.int32))
+            mag = (mag >> 23).add_((uniform_like(p, generator) < p).to(torch.int32))
         else:  # p > 0.5 <=> M > 2^22: adding 2^22 - 1 carries exactly those into E
             mag = mag.add_(0x3FFFFF).bitwise_right_shift_(23)
         # clamping the biased exponent also sends zero and subnormals (E = 0) to min_exp

@@ -2,7 +2,7 @@
 failed), for committing them while a study is still running:
     git add $(python scripts/finished_runs.py results/cpu) results/cpu/grid.json
 
-The same rule as :func:`qrnn.runs.finished_runs`, kept free of imports so that
+The same rule as :func:`qrnn.study.runs.finished_runs`, kept free of imports so that
 ``scripts/sync_results.sh`` runs it with a bare ``python3`` (no torch); tests/test_runs.py
 checks that the two agree."""
 

@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from qrnn import records, study
+    from qrnn import study
+    from qrnn.study import records
 
     profile = "paper-dry" if args.dry else "paper"
     device = "cpu" if args.dry else "cuda"

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from qrnn import study
-from qrnn.records import atomic_write_json
+from qrnn.study.records import atomic_write_json
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,5 @@
 """Evaluate the packed model of finished runs again with this code and store the result in
-their records (``qrnn.train.remeasure_packed``; the earlier value is kept as
+their records (``qrnn.study.train.remeasure_packed``; the earlier value is kept as
 ``packed.remeasured.before``)::
 
     python scripts/remeasure_packed.py results/cpu/runs/RUN_ID [...] [--data MIRROR]
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from qrnn.train import remeasure_packed
+from qrnn.study.train import remeasure_packed
 
 
 def main() -> int:

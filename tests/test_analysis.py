@@ -10,8 +10,9 @@ import pytest
 import torch
 
 import qrnn
-from qrnn import QuantGRU, QuantLSTM, QuantRNN, analysis, quantizer, runs
+from qrnn import QuantGRU, QuantLSTM, QuantRNN, analysis, quantizer
 from qrnn.cells import gru_cell, lstm_cell
+from qrnn.study import runs
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "jacobian.ipynb"
@@ -271,7 +272,7 @@ def test_unknown_method_and_task_are_errors():
 
 
 def test_trained_checkpoints_are_found_and_loaded(mirror, tmp_path):
-    from qrnn.train import RunConfig, train
+    from qrnn.study.train import RunConfig, train
 
     cfg = RunConfig(
         task="ptb-char",
@@ -382,7 +383,7 @@ def test_preactivations_use_the_layer_norm_gains(cell):
 def test_find_runs_skips_runs_of_other_experiments(tmp_path):
     # issue 13: a layer-norm (or matched-noise) run differs from a main-grid run in one flag
     # only; find_runs must not hand it out where the main-grid run is meant
-    from qrnn.train import RunConfig, train
+    from qrnn.study.train import RunConfig, train
     from tests.test_rules import pattern_data
 
     base = dict(task="ptb-char", cell="lstm", hidden=6, embed=4, epochs=1, bptt=10,

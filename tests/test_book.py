@@ -616,7 +616,7 @@ def test_the_first_screen_answers_the_question(book, browser, width, height):
     """Without scrolling, the intro says what the paper reported (as the paper's) and the
     study's verdict on binarization for each task, read from the study's claims."""
     sys.path.insert(0, str(ROOT))
-    from qrnn import pages
+    from qrnn.study import pages
 
     claims = pages.claim_table()
     ctx = browser.new_context(viewport={"width": width, "height": height})
@@ -681,7 +681,7 @@ STUDY_LITERAL = re.compile(r'"results"\s*/\s*"cpu"|\b(?:grid|experiments|collect
 
 
 def test_pages_read_the_study_through_qrnn_pages():
-    """Every page reads the study folder and its profile through qrnn.pages (STUDY, PROFILE,
+    """Every page reads the study folder and its profile through qrnn.study.pages (STUDY, PROFILE,
     study_dir()), so that showing another study is one change (issue 29)."""
     found = []
     for md in sorted((ROOT / "book").glob("*.md")):

@@ -1,11 +1,11 @@
-"""Claim 5's cause verdicts (qrnn.causes) on synthetic group rows."""
+"""Claim 5's cause verdicts (qrnn.study.causes) on synthetic group rows."""
 
 import math
 
 import pandas as pd
 import pytest
 
-from qrnn.causes import cause_verdicts, causes_table
+from qrnn.study.causes import cause_verdicts, causes_table
 
 
 def _group(method, works, gap=0.5, experiment="main", task="ptb-char", cell="lstm"):

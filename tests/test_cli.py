@@ -17,7 +17,7 @@ def test_schemes_lists_methods_and_bits(capsys):
 def test_train_help_describes_every_config_field(capsys):
     import dataclasses
 
-    from qrnn.train import RunConfig
+    from qrnn.study.train import RunConfig
 
     with pytest.raises(SystemExit) as e:
         main(["train", "--help"])

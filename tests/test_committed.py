@@ -44,9 +44,9 @@ def test_committed_models_reproduce_their_test_metric(mirror, session_cache, mon
     """Per task and method, the smallest committed model that is not chaotic, reloaded from its
     packed file alone, reproduces its recorded test loss (and BPC) to ``LOSS_REL``; a digits
     model's error count may differ only by recordings whose top-two margin is below ``TIED``."""
-    from qrnn.config import LM_TASKS
-    from qrnn.presets import method_label
-    from qrnn.train import config_from_dict, evaluate
+    from qrnn.study.config import LM_TASKS
+    from qrnn.study.presets import method_label
+    from qrnn.study.train import config_from_dict, evaluate
 
     runs = _finished()
     if not runs:
@@ -90,7 +90,7 @@ def test_a_chaotic_model_reproduces_what_its_numerics_allow(mirror, session_cach
     can differ by a few recordings from the record. What reproduces: the error within 0.02 and
     the loss within 2% relative of the record (the most seen for the 66 committed H = 1 digit
     models between the study's CPU and an AMD EPYC: 5 recordings, 1.1% of the loss)."""
-    from qrnn.train import config_from_dict, evaluate
+    from qrnn.study.train import config_from_dict, evaluate
 
     runs = [r for r in _finished() if _is_issue_25_model(json.loads((r / "run.json").read_text()))]
     if not runs:
@@ -137,7 +137,7 @@ _SPLITS: dict = {}
 
 
 def _test_split(cfg, mirror: Path):
-    from qrnn.train import load_data
+    from qrnn.study.train import load_data
 
     key = (cfg.task, cfg.split)
     if key not in _SPLITS:
@@ -163,7 +163,7 @@ def _logits(model, split, cfg, ulp: torch.Generator | None = None) -> torch.Tens
 
 def _cpus(run: Path, rec: dict) -> str:
     """Where the record was measured and where it is checked (printed when they differ)."""
-    from qrnn.records import cpu_model
+    from qrnn.study.records import cpu_model
 
     made = rec["environment"].get("cpu_model") or "a CPU the record does not name"
     note = f"{run.name}: recorded on {made}, checked on {cpu_model()}"
@@ -174,6 +174,6 @@ def _cpus(run: Path, rec: dict) -> str:
 
 def _packed(run: Path):
     from qrnn import load_packed
-    from qrnn.records import load_record
+    from qrnn.study.records import load_record
 
     return load_packed(run / "model.npz"), load_record(run)

@@ -15,9 +15,9 @@ import torch
 
 import qrnn.data as qd
 import qrnn.study.grid  # noqa: F401  (qrnn.study.grid is also a function's name)
-from qrnn.config import RunConfig, run_id
-from qrnn.tables import config_keys
-from qrnn.train import _Data, train
+from qrnn.study.config import RunConfig, run_id
+from qrnn.study.tables import config_keys
+from qrnn.study.train import RunData, train
 from tests.test_data_speech import wav_bytes
 from tests.test_recipe import _sweep_record
 
@@ -77,7 +77,7 @@ def test_the_folds_partition_the_recordings_and_fold0_tests_the_standard_test_se
 
 def test_a_run_trains_on_a_fold(spread_fsdd, tmp_path):
     d = qd.load_fsdd("fold2", **spread_fsdd)
-    data = _Data(d.train, d.valid, d.test, d.n_features, d.stats())
+    data = RunData(d.train, d.valid, d.test, d.n_features, d.stats())
     rec = train(RunConfig(**TINY, split="fold2"), tmp_path / "runs", quiet=True, data=data)
     assert rec["status"] == "completed" and rec["config"]["split"] == "fold2"
     assert rec["data"]["splits"]["test"]["count"] == 20 and rec["data"]["split"] == "fold2"

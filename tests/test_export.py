@@ -32,7 +32,7 @@ from qrnn.hardware import (
     step_ops,
 )
 from qrnn.models import CELLS, DigitClassifier, LanguageModel
-from qrnn.train import RunConfig, build_model
+from qrnn.study.train import RunConfig, build_model
 
 METHODS = {
     "binary": ("binary", {}),
@@ -395,8 +395,8 @@ def test_cli_errors_exit_2(tmp_path, capsys):
 
 def test_trained_ptb_run_exports_and_runs_multiplication_free(data_env, tmp_path, capsys):
     from qrnn.data import lm_batches, load_text
-    from qrnn.runs import load_model
-    from qrnn.train import run_id, train
+    from qrnn.study.runs import load_model
+    from qrnn.study.train import run_id, train
 
     cfg = RunConfig(task="ptb-char", hidden=16, epochs=1, bptt=20, batch_size=8,
                     train_limit=3000, eval_limit=1500, threads=1, scheme="ternary",

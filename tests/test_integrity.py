@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from qrnn import presets
 from qrnn.cli import main
 from qrnn.export import PackedFormatError, read_packed
-from qrnn.train import RunConfig, _Data, run_id, train
+from qrnn.study import presets
+from qrnn.study.train import RunConfig, RunData, run_id, train
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = RunConfig(task="ptb-char", cell="gru", scheme="ternary", hidden=8, epochs=1, bptt=10,
@@ -42,7 +42,7 @@ def trained(tmp_path_factory) -> Path:
     text = [torch.randint(0, 12, (n,), generator=g) for n in (3000, 800, 800)]
     results = tmp_path_factory.mktemp("trained")
     for cfg in (TINY, FLOAT):
-        assert train(cfg, results, quiet=True, data=_Data(*text, 12, {}))["status"] == "completed"
+        assert train(cfg, results, quiet=True, data=RunData(*text, 12, {}))["status"] == "completed"
     study = results / "study" / "smoke" / "runs"
     study.mkdir(parents=True)
     shutil.copytree(results / RID, study / RID)
@@ -305,7 +305,7 @@ def test_one_line(case, trained, tmp_path, monkeypatch, capsys):
 def test_committed_version_1_files_load_and_verify():
     """The study's committed packed files (version 1) load with the structural checks and
     match the sha256 in their run.json."""
-    from qrnn.runs import load_model, verify_packed
+    from qrnn.study.runs import load_model, verify_packed
 
     packed = read_packed(COMMITTED / "model.npz")
     assert packed["meta"]["version"] == 1 and packed["checked"] == "structure"
@@ -317,7 +317,7 @@ def test_committed_version_1_files_load_and_verify():
 def test_ptq_hardware_and_the_book_load_only_the_recorded_model(trained, tmp_path):
     """They load a run's packed model through load_model / verify_packed: another run's file
     is refused there."""
-    from qrnn.runs import PackedMismatch, load_model
+    from qrnn.study.runs import PackedMismatch, load_model
 
     run = tmp_path / RID
     shutil.copytree(trained / RID, run)
@@ -373,7 +373,7 @@ def test_init_table_keeps_a_file_equal_but_for_the_last_digits(tmp_path):
 
 
 def test_corrupt_record_says_why_in_status(trained, tmp_path):
-    from qrnn.runs import record_status, run_note
+    from qrnn.study.runs import record_status, run_note
 
     run = tmp_path / RID
     shutil.copytree(trained / RID, run)

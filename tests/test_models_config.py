@@ -9,10 +9,10 @@ import torch
 
 import qrnn
 from qrnn import export
-from qrnn.config import RunConfig
 from qrnn.layers import QuantGRU, QuantLSTM, QuantRNN
 from qrnn.models import FAMILIES, DigitClassifier, LanguageModel
-from qrnn.train import build_model
+from qrnn.study.config import RunConfig
+from qrnn.study.train import build_model
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""qrnn.noise: deviation of stochastic trajectories from the deterministic one (fixed draw,
+"""qrnn.study.noise: deviation of stochastic trajectories from the deterministic one (fixed draw,
 fresh draw per step, feed-forward control), its closed form on a linear RNN, the per-draw
 Jacobians, and the records driver."""
 
@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from qrnn import QuantGRU, QuantLSTM, QuantRNN, analysis, noise
+from qrnn import QuantGRU, QuantLSTM, QuantRNN, analysis
+from qrnn.study import noise
 
 CELLS = {"rnn": QuantRNN, "gru": QuantGRU, "lstm": QuantLSTM}
 DETERMINISTIC = ["float", "binary-det", "binary-glorot-det", "ternary-det", "pow2-ternary"]
@@ -283,11 +284,11 @@ def test_trained_draws_need_the_shadow_weights(mirror, tmp_path, capsys):
     """A committed run keeps only its packed (already quantized) weights: every stochastic
     draw of them equals the deterministic weights, so noise_study must skip it rather than
     report a deviation of exactly zero."""
-    from qrnn.train import RunConfig, _Data, train
+    from qrnn.study.train import RunConfig, RunData, train
 
     vocab = 50  # PTB-char's vocabulary: the validation sequence feeds the trained model
     text = torch.arange(1200) % vocab
-    data = _Data(text, text[:600].clone(), text[:600].clone(), vocab, {"synthetic": True})
+    data = RunData(text, text[:600].clone(), text[:600].clone(), vocab, {"synthetic": True})
     cfg = RunConfig(task="ptb-char", cell="gru", hidden=6, embed=4, scheme="ternary",
                     stochastic=True, epochs=1, bptt=10, batch_size=4, threads=1)  # fmt: skip
     train(cfg, tmp_path / "runs", quiet=True, data=data)

@@ -14,9 +14,8 @@ import jupytext
 import papermill as pm
 import pytest
 
-from qrnn import presets
-from qrnn.study import execute_notebook
-from qrnn.train import RunConfig
+from qrnn.study import execute_notebook, presets
+from qrnn.study.train import RunConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = ROOT / "notebooks" / "train.ipynb"
@@ -185,7 +184,7 @@ def test_guided_experiment_commands_run_with_small_settings(mirror, session_cach
                                                             tmp_path):  # fmt: skip
     """Every documented command trains with small settings; the one with a YAML parameter runs
     through papermill's command line itself (one kernel start per command is slow on CI)."""
-    from qrnn.train import train
+    from qrnn.study.train import train
 
     monkeypatch.setenv("QRNN_CACHE", str(session_cache))
     results = tmp_path / "r"

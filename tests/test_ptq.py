@@ -9,7 +9,7 @@ import math
 import pytest
 
 from qrnn import study
-from qrnn.verdicts import interval
+from qrnn.study.verdicts import interval
 
 
 def _write(tmp_path, task, cell, method, metric, seed, float_test, ptq_test, trained_test):

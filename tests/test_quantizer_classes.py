@@ -7,8 +7,8 @@ import torch
 
 import qrnn
 from qrnn import quantizers
+from qrnn.analysis.rounding import rounding_moments
 from qrnn.quantizer_base import REGISTRY, Quantizer
-from qrnn.rounding import rounding_moments
 
 CLASSES = {"float": quantizers.Float, "binary": quantizers.Binary,
            "ternary": quantizers.Ternary, "pow2-ternary": quantizers.Pow2Ternary,

@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from qrnn.config import LATER_FIELDS, RunConfig, run_id
-from qrnn.loop import Diverged, clip_gradients_
-from qrnn.train import convergence, train
+from qrnn.study.config import LATER_FIELDS, RunConfig, run_id
+from qrnn.study.loop import Diverged, clip_gradients_
+from qrnn.study.train import convergence, train
 from tests.test_train import TINY_LM, _metrics, lm_data
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,7 +168,7 @@ def test_the_runner_orders_variant_experiments(tmp_path, monkeypatch):
 
 
 def _sweep_record(folder, status, valid):
-    from qrnn import records
+    from qrnn.study import records
 
     rec = {k: None for k in records.REQUIRED_KEYS}
     epochs = [dict.fromkeys(records.EPOCH_KEYS, 0.0) | {"valid_metric": v} for v in valid]

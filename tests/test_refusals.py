@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from qrnn import runlock, study
+from qrnn import study
 from qrnn.cli import main
-from qrnn.train import RunConfig, _Data, run_id, train
+from qrnn.study import runlock
+from qrnn.study.train import RunConfig, RunData, run_id, train
 
 TINY = RunConfig(task="ptb-char", cell="gru", scheme="ternary", hidden=8, epochs=1, bptt=10,
                  batch_size=4, threads=1)  # fmt: skip
@@ -27,7 +28,7 @@ def trained(tmp_path_factory) -> Path:
     g = torch.Generator().manual_seed(0)
     text = [torch.randint(0, 12, (n,), generator=g) for n in (3000, 800, 800)]
     results = tmp_path_factory.mktemp("trained")
-    rec = train(TINY, results, quiet=True, data=_Data(*text, 12, {}))
+    rec = train(TINY, results, quiet=True, data=RunData(*text, 12, {}))
     assert rec["status"] == "completed" and (results / rec["run_id"] / "model.npz").is_file()
     return results
 

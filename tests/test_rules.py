@@ -9,14 +9,14 @@ import math
 import pytest
 import torch
 
-from qrnn import records
-from qrnn.loop import clip_gradients_
-from qrnn.runs import load_model
-from qrnn.train import (
+from qrnn.study import records
+from qrnn.study.loop import clip_gradients_
+from qrnn.study.runs import load_model
+from qrnn.study.train import (
     Diverged,
+    LossMonitor,
     RunConfig,
-    _Data,
-    _LossMonitor,
+    RunData,
     evaluate,
     learned,
     run_id,
@@ -28,19 +28,19 @@ SMALL = dict(task="ptb-char", hidden=16, embed=8, bptt=10, batch_size=4, threads
              early_stop=0, lr=1e-2)  # fmt: skip
 
 
-def pattern_data(n=4000, valid_random=False, seed=0) -> _Data:
+def pattern_data(n=4000, valid_random=False, seed=0) -> RunData:
     """A cyclic text 0 1 2 ... V-1 (learnable); the validation text random if asked."""
     g = torch.Generator().manual_seed(seed)
     cyc = torch.arange(n) % V
     valid = torch.randint(0, V, (n // 2,), generator=g) if valid_random else cyc[: n // 2]
-    return _Data(cyc, valid, cyc[: n // 2].clone(), V, {"synthetic": True})
+    return RunData(cyc, valid, cyc[: n // 2].clone(), V, {"synthetic": True})
 
 
 def test_monitor_rules():
-    m = _LossMonitor(limit=4.0)
+    m = LossMonitor(limit=4.0)
     with pytest.raises(Diverged, match="non-finite"):
         m.update(math.nan, 3)
-    m = _LossMonitor(limit=4.0)
+    m = LossMonitor(limit=4.0)
     for i in range(20):
         m.update(2.0, i)
     m.update(50.0, 20)  # one spike moves the running mean by (50 - 2) / 50 < 2: no stop
@@ -92,7 +92,7 @@ def test_learned_flag_and_baseline(tmp_path):
 def test_zero_share_at_step_0_per_method(method, zero):
     # Glorot-uniform U(-a, a) per gate block; ternary's threshold is a/2 (half the weights
     # round to 0), pow2-ternary's 0.25 lies above a at these fans (all zero)
-    from qrnn.train import build_model, weight_stats
+    from qrnn.study.train import build_model, weight_stats
 
     torch.manual_seed(0)
     cfg = RunConfig(task="ptb-char", hidden=64, embed=32, init="glorot", **method)
@@ -152,7 +152,7 @@ def test_init_table_matches_the_records_step_0(tmp_path):
     )
     g = torch.Generator().manual_seed(0)
     stream = torch.randint(0, 50, (4000,), generator=g)
-    data = _Data(stream, stream[:2000], stream[:2000], 50, {"synthetic": True})
+    data = RunData(stream, stream[:2000], stream[:2000], 50, {"synthetic": True})
     cfg = RunConfig(**{**vars(run.config), "epochs": 1})
     rec = train(cfg, tmp_path / "runs", quiet=True, data=data)
     mine = table[(table["experiment"] == "main") & (table["method"] == "ternary-stoch")
@@ -204,7 +204,7 @@ def test_a_non_finite_gradient_diverges():
 
 
 def test_a_diverged_record_says_whether_its_loss_was_still_falling():
-    from qrnn.tables import diverged_trend
+    from qrnn.study.tables import diverged_trend
 
     def rec(status, trail):
         return {"status": status, "diverged": {"recent_losses": trail} if trail else None}
@@ -221,7 +221,7 @@ def test_a_diverged_record_says_whether_its_loss_was_still_falling():
 
 
 def test_the_monitor_keeps_the_last_losses_for_the_record():
-    m = _LossMonitor(limit=100.0)
+    m = LossMonitor(limit=100.0)
     for i in range(80):
         m.update(float(i), batch=i)
     trail = m.trail()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from qrnn.config import config_from_dict
-from qrnn.train import run_id
+from qrnn.study.config import config_from_dict
+from qrnn.study.train import run_id
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 RECORDS = sorted(RESULTS.glob("**/run.json"))

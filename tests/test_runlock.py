@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from qrnn import runlock, study
+from qrnn import study
 from qrnn.cli import main
+from qrnn.study import runlock
 
 
 def _write_claim(run_dir: Path, age_s: float = 0.0, **owner) -> Path:

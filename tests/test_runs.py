@@ -1,4 +1,5 @@
-"""Run folders (qrnn.runs): finding a run, its status, the finished runs; one atomic writer."""
+"""Run folders (qrnn.study.runs): finding a run, its status, the finished runs; one atomic
+writer."""
 
 import json
 import os
@@ -8,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from qrnn import records, runs
 from qrnn.data import sources
+from qrnn.study import records, runs
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,47 +1,35 @@
-"""The package's structure, read from the source with ``ast``: the import graph has no circle,
-and the library layer (quantizers, cells, layers, models, packing, the integer path, analysis
-math, data, verdicts, plotting) never imports the experiment layer (run configuration, records,
-run folders, training, the study, the command line); imports inside functions count as well.
-argparse lives in the command-line module only, modules stay near 400 lines, each module's
-docstring names the paper, and the cells carry their equations."""
+"""The package's structure, read from the source with ``ast``: the folders are the layers.
+
+``qrnn/`` (the library: quantizers, cells, layers, models, the packed format, the integer path),
+``qrnn/data/`` and ``qrnn/analysis/`` never import the experiment layer, ``qrnn/study/`` (run
+configuration, training, records, the grid, tables, verdicts), nor the command line
+(``qrnn/cli.py``); imports inside functions count as well. The import graph has no circle, an
+underscored name is used only inside its own module, every name another module imports carries
+a docstring, functions stay short, argparse lives in the command-line module only, modules stay
+near 400 lines, each module's docstring names the paper, and the cells carry their equations."""
 
 import ast
+import importlib
+import inspect
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "qrnn"
 
-# the experiment layer: modules that know about runs, folders, studies and the command line;
-# every other module of the package is the library layer
-EXPERIMENT = {
-    "qrnn.__main__",
-    "qrnn.assemble",
-    "qrnn.baselines",
-    "qrnn.causes",
-    "qrnn.claims",
-    "qrnn.cli",
-    "qrnn.config",
-    "qrnn.evidence",
-    "qrnn.files",
-    "qrnn.loop",
-    "qrnn.noise",
-    "qrnn.presets",
-    "qrnn.records",
-    "qrnn.runlock",
-    "qrnn.runs",
-    "qrnn.study",  # and its modules
-    "qrnn.tables",
-    "qrnn.train",
-}
+# the experiment layer, by folder: the study and the command line above it
+EXPERIMENT = ("qrnn.study", "qrnn.cli", "qrnn.__main__")
+# the library's folders: each may import the top level, never the experiment layer
+LIBRARY_FOLDERS = ("qrnn.data", "qrnn.analysis")
 MAX_LINES = 440  # "about 400": a module whose docstring holds a spec may go a little over
 # the command line: one parser and handler per subcommand; the grid: data, one block per
 # profile and study version
 LIMITS = {"qrnn.cli": 480, "qrnn.study.grid": 600}
+MAX_FUNCTION_LINES = 60
 
 
 def experiment(name: str) -> bool:
-    return name in EXPERIMENT or name.startswith("qrnn.study.")
+    return any(name == e or name.startswith(e + ".") for e in EXPERIMENT)
 
 
 def _modules() -> dict[str, Path]:
@@ -109,8 +97,9 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_graph_is_read():
     g = import_graph()
-    assert "qrnn.quantizers" in g["qrnn.layers"] and "qrnn.runs" in g["qrnn.cli"]
-    assert EXPERIMENT <= set(g)
+    assert "qrnn.quantizers" in g["qrnn.layers"] and "qrnn.study.runs" in g["qrnn.cli"]
+    assert "qrnn.analysis.dynamics" in g["qrnn.analysis.report"]
+    assert {"qrnn.study", "qrnn.cli", "qrnn.data", "qrnn.analysis"} <= set(g)
 
 
 def test_no_import_circle():
@@ -126,6 +115,106 @@ def test_the_library_does_not_import_the_experiment_layer():
     upward = {f"{n} -> {m}" for n, deps in g.items() if not experiment(n)
               for m in deps if experiment(m)}  # fmt: skip
     assert not upward, sorted(upward)
+
+
+def test_layers_by_folder():
+    """The folders' import graph: data imports only the top level; analysis the top level and
+    data; the top level neither folder above it (the analysis' data loading is the one use)."""
+    g = import_graph()
+
+    def folder(n: str) -> str:
+        for f in (*LIBRARY_FOLDERS, *EXPERIMENT):
+            if n == f or n.startswith(f + "."):
+                return f
+        return "qrnn"
+
+    edges = {(folder(n), folder(m)) for n, deps in g.items() for m in deps} - {
+        (f, f) for f in ("qrnn", *LIBRARY_FOLDERS, *EXPERIMENT)}  # fmt: skip
+    allowed = {
+        ("qrnn.data", "qrnn"),
+        ("qrnn.analysis", "qrnn"),
+        ("qrnn.analysis", "qrnn.data"),
+        *((e, f) for e in EXPERIMENT for f in ("qrnn", *LIBRARY_FOLDERS, *EXPERIMENT)),
+    }
+    assert edges <= allowed, sorted(edges - allowed)
+
+
+def _private_uses() -> list[str]:
+    """Every use of another package module's underscored name: imported, or read as an
+    attribute of an imported package module."""
+    modules, out = _modules(), []
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text())
+        aliases = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                for t, a in zip(_targets(name, path, node, modules), node.names, strict=False):
+                    if a.name.startswith("_") and not a.name.startswith("__"):
+                        out.append(f"{name}:{node.lineno} imports {t}.{a.name}")
+                for a in node.names:
+                    full = f"{node.module or ''}.{a.name}".lstrip(".")
+                    if any(m.endswith(full) for m in modules):
+                        aliases[a.asname or a.name] = full
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                    and node.value.id in aliases and node.attr.startswith("_")
+                    and not node.attr.startswith("__")):  # fmt: skip
+                out.append(f"{name}:{node.lineno} reads {aliases[node.value.id]}.{node.attr}")
+    return out
+
+
+def test_underscored_names_stay_in_their_module():
+    assert not _private_uses(), _private_uses()
+
+
+def test_a_private_use_is_found(tmp_path, monkeypatch):
+    pkg = tmp_path / "qrnn"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("def _hidden():\n    pass\n")
+    (pkg / "b.py").write_text("from .a import _hidden\nfrom . import a\na._hidden()\n")
+    monkeypatch.setattr(__import__(__name__), "PACKAGE", pkg)
+    assert len(_private_uses()) == 2
+
+
+def _imported_names() -> set[tuple[str, str]]:
+    """(module, name) of every function or class one package module imports from another."""
+    modules, out = _modules(), set()
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                for t, a in zip(_targets(name, path, node, modules), node.names, strict=False):
+                    if t in modules and f"{t}.{a.name}" not in modules and t != "qrnn.__main__":
+                        out.add((t, a.name))
+    return out
+
+
+def test_every_imported_function_and_class_has_a_docstring():
+    missing = []
+    for mod, attr in sorted(_imported_names()):
+        obj = getattr(importlib.import_module(mod), attr, None)
+        if (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__ == mod:
+            if not (obj.__doc__ or "").strip() or (inspect.isclass(obj) and obj.__doc__
+                                                    .startswith(obj.__name__ + "(")):  # fmt: skip
+                missing.append(f"{mod}.{attr}")
+    assert not missing, missing
+
+
+def _long_functions(limit: int) -> list[tuple[int, str]]:
+    out = []
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                n = node.end_lineno - node.lineno + 1
+                if n > limit:
+                    out.append((n, f"{name}.{node.name} (line {node.lineno})"))
+    return sorted(out, reverse=True)
+
+
+def test_functions_stay_short():
+    """No function in the package over ~60 lines (a docstring included): a long one is a story
+    of named steps (issue 27)."""
+    assert not _long_functions(MAX_FUNCTION_LINES), _long_functions(MAX_FUNCTION_LINES)
 
 
 def test_argparse_only_in_the_command_line_module():

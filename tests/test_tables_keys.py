@@ -10,9 +10,10 @@ import json
 import pandas as pd
 import pytest
 
-from qrnn import study, tables
-from qrnn.causes import causes_table
-from qrnn.config import RunConfig, run_id
+from qrnn import study
+from qrnn.study import tables
+from qrnn.study.causes import causes_table
+from qrnn.study.config import RunConfig, run_id
 
 # PTB-char LSTM at 128 and 256 units, same experiment, methods, seeds and budget; float
 # reaches 1.6 at 256 and 2.0 at 128 units, every method a fixed gap above its own float

@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from qrnn import records
 from qrnn.data import SpeechSplit
-from qrnn.loop import EMA_BATCHES
-from qrnn.runs import load_model
-from qrnn.train import RunConfig, _Data, run_id, train
+from qrnn.study import records
+from qrnn.study.loop import EMA_BATCHES
+from qrnn.study.runs import load_model
+from qrnn.study.train import RunConfig, RunData, run_id, train
 
 TINY_LM = dict(
     task="ptb-char", hidden=16, epochs=3, bptt=20, batch_size=8, train_limit=6000,
@@ -29,7 +29,7 @@ def data_env(mirror, session_cache, monkeypatch):
     monkeypatch.setenv("QRNN_CACHE", str(session_cache))  # features computed once per session
 
 
-def lm_data(n: int = 6000, vocab: int = 50, seed: int = 0) -> _Data:
+def lm_data(n: int = 6000, vocab: int = 50, seed: int = 0) -> RunData:
     """A text over ``vocab`` symbols where each symbol mostly follows from the one before."""
     g = torch.Generator().manual_seed(seed)
     noise = torch.randint(0, vocab, (n,), generator=g)
@@ -38,10 +38,12 @@ def lm_data(n: int = 6000, vocab: int = 50, seed: int = 0) -> _Data:
     x[0] = 0
     for i in range(1, n):
         x[i] = (x[i - 1] * 7 + 3) % vocab if keep[i] else noise[i]
-    return _Data(x, x[: n // 3].clone(), x[n // 3 : 2 * n // 3].clone(), vocab, {"synthetic": True})
+    return RunData(
+        x, x[: n // 3].clone(), x[n // 3 : 2 * n // 3].clone(), vocab, {"synthetic": True}
+    )
 
 
-def digit_data(sizes=(120, 40, 40), n_features: int = 13, seed: int = 0) -> _Data:
+def digit_data(sizes=(120, 40, 40), n_features: int = 13, seed: int = 0) -> RunData:
     """Recordings of 6-14 frames whose mean depends on the digit."""
     g = torch.Generator().manual_seed(seed)
 
@@ -52,10 +54,10 @@ def digit_data(sizes=(120, 40, 40), n_features: int = 13, seed: int = 0) -> _Dat
                  for t, y in zip(lengths, labels, strict=True)]  # fmt: skip
         return SpeechSplit(feats, labels, ["s"] * n, [f"{i}.wav" for i in range(n)])
 
-    return _Data(*(split(n) for n in sizes), n_features, {"synthetic": True})
+    return RunData(*(split(n) for n in sizes), n_features, {"synthetic": True})
 
 
-def data_for(cfg: RunConfig) -> _Data:
+def data_for(cfg: RunConfig) -> RunData:
     return digit_data() if cfg.task == "fsdd" else lm_data()
 
 
@@ -169,7 +171,7 @@ def test_record_schema_and_contents(data_env, tmp_path):
     assert rec["invocation"] == {"argv": ["test"]}
     assert rec["wall_time_s"] > 0
     # the saved best model reproduces the recorded test metric
-    from qrnn.train import evaluate, load_data
+    from qrnn.study.train import evaluate, load_data
 
     model, _ = load_model(tmp_path / rec["run_id"])
     assert evaluate(model, load_data(cfg).test, cfg) == pytest.approx(rec["test"])
@@ -211,7 +213,7 @@ def test_bad_config_is_a_clear_error(kw, message):
 
 
 def test_remeasure_packed_restores_an_exact_reload_and_keeps_the_old_value(data_env, tmp_path):
-    from qrnn.train import remeasure_packed
+    from qrnn.study.train import remeasure_packed
 
     cfg = RunConfig(**TINY_LM, scheme="binary", quantizer_options={"scale": "rms"})
     rec = train(cfg, tmp_path, quiet=True)

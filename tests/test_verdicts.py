@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from qrnn import tables
-from qrnn.verdicts import claim_verdict, group_verdict, interval
+from qrnn.study import tables
+from qrnn.study.verdicts import claim_verdict, group_verdict, interval
 
 
 def test_interval_is_student_t():
@@ -170,7 +170,7 @@ def test_claim3_is_not_converged_while_the_chosen_method_still_improves():
 
 
 def test_a_gap_without_an_interval_says_so():
-    from qrnn.verdicts import gap_text
+    from qrnn.study.verdicts import gap_text
 
     one = {"gap_mean": 0.037, "gap_lo": math.nan, "gap_hi": math.nan, "n_paired": 1}
     assert gap_text(one) == "+0.037, n=1: no interval"

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qrnn import tables
-from qrnn.causes import cause_verdicts, causes_table
-from qrnn.verdicts import (
+from qrnn.study import tables
+from qrnn.study.causes import cause_verdicts, causes_table
+from qrnn.study.verdicts import (
     adjust,
     claim_label,
     direction,

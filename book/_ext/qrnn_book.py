@@ -96,7 +96,7 @@ def _copy_models(app, exception) -> None:
     first checked against the sha256 in its ``run.json`` (a mismatch fails the build)."""
     if exception is not None or app.builder.format != "html":
         return
-    from qrnn.runs import verify_packed
+    from qrnn.study.runs import verify_packed
 
     dest = Path(app.outdir) / MODELS
     for f in sorted((ROOT / "results" / "cpu" / "runs").glob("*/model.npz")):

@@ -13,7 +13,7 @@ there is nothing to commit or ignore): it weighs about 3 MB, over the size worth
 costs a few seconds to write from the committed ``model.npz`` files, which stay the one source.
 Each model's ``model.npz`` is also copied to ``models/<run-id>.npz`` in the build, so the run id
 on the page links to the file it runs. The models are read with the library's checked reader
-(:func:`qrnn.export.read_packed`, after :func:`qrnn.runs.verify_packed` checks each file
+(:func:`qrnn.export.read_packed`, after :func:`qrnn.study.runs.verify_packed` checks each file
 against its ``run.json``); each coded tensor is
 re-encoded with :func:`qrnn.export.encode_codes` (which checks it decodes to the same values)
 and bit-packed with :func:`qrnn.export.pack_bits`, so the asset does not depend on the file's
@@ -53,7 +53,7 @@ def select_runs(results: Path, experiment: str = "main", seed: int = 0,
     """``[(method, run folder)]``: the one run of ``experiment`` with ``seed`` per method, read
     from ``results/grid.json``. Raises :class:`LiveModelError` when a method has none or several
     (e.g. two hidden sizes) or its run folder is missing."""
-    from qrnn.runs import read_grid
+    from qrnn.study.runs import read_grid
 
     results = Path(results)
     grid = read_grid(results.parent, results.name)
@@ -84,7 +84,7 @@ def _b85(data: bytes) -> str:
 def model_entry(method: str, run_dir: Path) -> dict:
     """One model of the asset (module docstring) from a run folder, its file checked first."""
     from qrnn.export import encode_codes, pack_bits, read_packed
-    from qrnn.runs import verify_packed
+    from qrnn.study.runs import verify_packed
 
     run_id = run_dir.name
     rec = json.loads((run_dir / "run.json").read_text())

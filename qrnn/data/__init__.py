@@ -35,9 +35,9 @@ DATASETS = ("ptb-char", "ptb-word", "text8", "fsdd")
 
 def known_files() -> list[FileSpec]:
     """Every data file whose hash qrnn knows: the text corpora and the FSDD recordings."""
-    from .speech import RECORDINGS, _parse_manifest, fsdd_manifest
+    from .speech import RECORDINGS, fsdd_manifest, parse_manifest
 
-    fsdd = [FileSpec(f"{RECORDINGS}/{n}", d) for n, d in _parse_manifest(fsdd_manifest())]
+    fsdd = [FileSpec(f"{RECORDINGS}/{n}", d) for n, d in parse_manifest(fsdd_manifest())]
     return [*FILES.values(), *fsdd]
 
 

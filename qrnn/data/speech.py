@@ -192,7 +192,7 @@ def fsdd_manifest() -> str:
     return resources.files(__package__).joinpath("fsdd_sha256.txt").read_text(encoding="ascii")
 
 
-def _parse_manifest(text: str) -> list[tuple[str, str]]:
+def parse_manifest(text: str) -> list[tuple[str, str]]:
     """``[(name, sha256)]`` in listing order."""
     out = []
     for line in text.splitlines():
@@ -378,7 +378,7 @@ def load_fsdd(
     if not 0.0 <= valid_fraction < 1.0:
         raise ValueError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
     text = fsdd_manifest() if manifest is None else manifest
-    entries = _parse_manifest(text)
+    entries = parse_manifest(text)
     manifest_sha = hashlib.sha256(text.encode()).hexdigest()
     names = [n for n, _ in entries]
     digits, speakers, index = zip(*map(_parse_name, names), strict=True) if names else ((), (), ())

@@ -18,14 +18,13 @@ One module per concern, their names importable from here:
 
 * ``qrnn.study.grid``: methods, tasks, experiments, profiles, :func:`grid`;
 * ``qrnn.study.runner``: :func:`execute_run`, :func:`run_study`, :func:`status`, :func:`cost`;
-* ``qrnn.study.summaries``: :func:`summarize` (tables and claims: ``qrnn.tables``; it refuses
+* ``qrnn.study.summaries``: :func:`summarize` (tables and claims: ``qrnn.study.tables``; it refuses
   finished runs without labels in ``grid.json``, :func:`unlabelled`), :func:`init_table`,
   :func:`unigram_baseline`;
 * ``qrnn.study.ptq``: :func:`post_training`, :func:`summarize_ptq`;
 * ``qrnn.study.costs``: :func:`hardware`, :func:`summarize_hardware`.
 """
 
-from ..runs import record_status, runs_dir
 from .costs import HARDWARE_SCHEMA, hardware, summarize_hardware
 from .grid import (
     CELLS,
@@ -51,6 +50,7 @@ from .grid import (
 )
 from .ptq import PTQ_METHODS, PTQ_SCHEMA, post_training, summarize_ptq
 from .runner import cost, execute_notebook, execute_run, run_study, status
+from .runs import record_status, runs_dir
 from .summaries import (
     NORMALIZATIONS,
     claims,

@@ -12,11 +12,11 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..runs import runs_dir
-from ..tables import MAIN_GRID
-from ..verdicts import GROUP
 from .grid import grid
-from .ptq import _cached_data, _trained_dir, _write_timed_record, run_keys
+from .ptq import cached_data, run_keys, trained_dir, write_timed_record
+from .runs import runs_dir
+from .tables import MAIN_GRID
+from .verdicts import GROUP
 
 # ------------------------------------------------------------------------------ hardware
 HARDWARE_SCHEMA = "qrnn.hardware/1"
@@ -44,11 +44,11 @@ def hardware(
 
     import torch
 
-    from ..config import LM_TASKS
     from ..data import speech_batches
     from ..export import load_packed, pack_model, size_report
     from ..hardware import energy_pj, integer_model_forward, step_ops
-    from ..runs import load_model
+    from .config import LM_TASKS
+    from .runs import load_model
 
     out_dir = Path(results) / profile / "hardware"
     made, cache = [], {}
@@ -60,12 +60,12 @@ def hardware(
         if path.exists():
             made.append(json.loads(path.read_text()))
             continue
-        if _trained_dir(run, results, profile) is None:
+        if trained_dir(run, results, profile) is None:
             continue
         t0 = time.perf_counter()
         model, _ = load_model(run_dir)
         cfg = run.config
-        data = _cached_data(cache, cfg, data_root)
+        data = cached_data(cache, cfg, data_root)
         lm = cfg.task in LM_TASKS
         if lm:
             inputs = (data.test[:seq_len].unsqueeze(1),)  # (T, 1)
@@ -103,18 +103,18 @@ def hardware(
             if lm
             else f"first {recordings} test recordings",
         }
-        made.append(_write_timed_record(path, rec_hw, t0))
+        made.append(write_timed_record(path, rec_hw, t0))
     return made
 
 
 def summarize_hardware(profile: str = "cpu", results: str | Path = "results"):
     """``hardware.csv``: per group (experiment, task, cell, hidden size, budget, setting and
-    method: :data:`qrnn.verdicts.GROUP`; means over the seeds' records) the packed
+    method: :data:`qrnn.study.verdicts.GROUP`; means over the seeds' records) the packed
     file size against fp32, operations and energy per step, and the integer path's largest
     deviation from the float evaluation (and the smallest share of equal predictions)."""
     import pandas as pd
 
-    from ..records import atomic_write_bytes
+    from .records import atomic_write_bytes
 
     paths = sorted((Path(results) / profile / "hardware").glob("*.json"))
     if not paths:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import RunConfig, run_id
+from .config import RunConfig, run_id
 
 ROOT = Path(__file__).resolve().parent.parent.parent  # the checkout (notebooks/, results/)
 TRAIN_NOTEBOOK = ROOT / "notebooks" / "train.ipynb"
@@ -38,17 +38,17 @@ NORMALIZATION_METHODS = ("float", "binary-det", "binary-stoch", "ternary-det", "
 SCALE_METHODS = ("binary-glorot-det", "binary-glorot-stoch", "binary-rms-det", "binary-rms-stoch")
 NOISE_METHODS = ("float-noise-binary", "float-noise-ternary")
 # label -> the RunConfig fields that define the method
-_METHOD: dict[str, dict[str, Any]] = {
+METHOD_CONFIG: dict[str, dict[str, Any]] = {
     label: {"scheme": scheme, "stochastic": stoch} for label, scheme, stoch in METHODS
 }
-_METHOD["pow2-stoch"] = {"scheme": "pow2-ternary", "stochastic": True}
+METHOD_CONFIG["pow2-stoch"] = {"scheme": "pow2-ternary", "stochastic": True}
 for _scale in ("glorot", "rms"):
     for _mode, _stoch in (("det", False), ("stoch", True)):
-        _METHOD[f"binary-{_scale}-{_mode}"] = {
+        METHOD_CONFIG[f"binary-{_scale}-{_mode}"] = {
             "scheme": "binary", "stochastic": _stoch, "quantizer_options": {"scale": _scale}
         }  # fmt: skip
 for _match in ("binary", "ternary"):
-    _METHOD[f"float-noise-{_match}"] = {"scheme": "float", "weight_noise": _match}
+    METHOD_CONFIG[f"float-noise-{_match}"] = {"scheme": "float", "weight_noise": _match}
 # study v3 (issue 26). What closes the ternary gap: shadow clipping off, twice the Glorot W0,
 # a learned scale (weight normalization), float biases.
 TERNARY_VARIANTS = {
@@ -59,20 +59,24 @@ TERNARY_VARIANTS = {
 }
 for _mode, _stoch in (("det", False), ("stoch", True)):
     for _v, _fields in TERNARY_VARIANTS.items():
-        _METHOD[f"ternary-{_mode}-{_v}"] = {"scheme": "ternary", "stochastic": _stoch, **_fields}
+        METHOD_CONFIG[f"ternary-{_mode}-{_v}"] = {
+            "scheme": "ternary",
+            "stochastic": _stoch,
+            **_fields,
+        }
 # claim 5 as a dose-response: float + noise of binary-stoch's variance H^2 - w^2 at several H,
 # and at H = 1 on the recurrent or the input matrices only (biases noise-free)
 NOISE_DOSES = ("glorot", "0.25", "0.5")
 for _h in NOISE_DOSES:
-    _METHOD[f"float-noise-binary-{_h}"] = {"scheme": "float", "weight_noise": f"binary:{_h}"}
+    METHOD_CONFIG[f"float-noise-binary-{_h}"] = {"scheme": "float", "weight_noise": f"binary:{_h}"}
 _NOISE_ONLY = {"scheme": "float", "weight_noise": "binary", "quantize_bias": False}
-_METHOD["float-noise-binary-rec"] = {**_NOISE_ONLY, "quantize_input": False}
-_METHOD["float-noise-binary-in"] = {**_NOISE_ONLY, "quantize_recurrent": False}
+METHOD_CONFIG["float-noise-binary-rec"] = {**_NOISE_ONLY, "quantize_input": False}
+METHOD_CONFIG["float-noise-binary-in"] = {**_NOISE_ONLY, "quantize_recurrent": False}
 # claim 3's references: float at a constant learning rate (its best epoch is tested), float
 # with dropout before the output layer
-_METHOD["float-const"] = {"scheme": "float", "lr_schedule": "plateau", "lr_decay": 1.0}
+METHOD_CONFIG["float-const"] = {"scheme": "float", "lr_schedule": "plateau", "lr_decay": 1.0}
 for _p in (0.1, 0.3):
-    _METHOD[f"float-dropout-{_p:g}"] = {"scheme": "float", "dropout": _p}
+    METHOD_CONFIG[f"float-dropout-{_p:g}"] = {"scheme": "float", "dropout": _p}
 
 
 def base_method(label: str) -> str:
@@ -90,9 +94,9 @@ def base_method(label: str) -> str:
 
 def method_fields(label: str) -> dict[str, Any]:
     """The RunConfig fields of a method label (``binary-det``, ``float-noise-binary`` ...)."""
-    if label not in _METHOD:
-        raise ValueError(f"unknown method {label!r}; known: {', '.join(_METHOD)}")
-    return dict(_METHOD[label])
+    if label not in METHOD_CONFIG:
+        raise ValueError(f"unknown method {label!r}; known: {', '.join(METHOD_CONFIG)}")
+    return dict(METHOD_CONFIG[label])
 
 
 # task label -> RunConfig fields

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..records import atomic_write_bytes, load_record
-from ..runs import runs_dir
 from .grid import grid
+from .records import atomic_write_bytes, load_record
+from .runs import runs_dir
 
 __all__ = ["SWEEP", "choose_lr", "sweep_table"]
 

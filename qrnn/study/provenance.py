@@ -11,8 +11,8 @@ import json
 import subprocess
 from pathlib import Path
 
-from ..runs import runs_dir
 from .grid import ROOT
+from .runs import runs_dir
 
 __all__ = ["provenance"]
 

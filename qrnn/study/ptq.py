@@ -12,24 +12,24 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..config import RunConfig
-from ..runs import runs_dir, trained
-from ..tables import MAIN_GRID, config_keys
-from ..verdicts import GROUP
-from .grid import _METHOD, Run, grid
+from .config import RunConfig
+from .grid import METHOD_CONFIG, Run, grid
+from .runs import runs_dir, trained
+from .tables import MAIN_GRID, config_keys
+from .verdicts import GROUP
 
 
 # ------------------------------------------------------------------------------ post-training
-def _trained_dir(run: Run, results, profile: str) -> Path | None:
+def trained_dir(run: Run, results, profile: str) -> Path | None:
     """The run's folder if it completed and kept its best weights (``model.pt`` or the packed
     ``model.npz``), else None."""
     run_dir = runs_dir(results, profile) / run.run_id
     return run_dir if trained(run_dir) else None
 
 
-def _cached_data(cache: dict, cfg: RunConfig, data_root):
+def cached_data(cache: dict, cfg: RunConfig, data_root):
     """The data of ``cfg``'s task and split, loaded once per ``cache``."""
-    from ..assemble import load_data
+    from .assemble import load_data
 
     key = (cfg.task, cfg.split)
     if key not in cache:
@@ -56,25 +56,25 @@ def post_training(
     import torch
 
     from ..export import post_training_quantize
-    from ..loop import evaluate
-    from ..runs import load_model
+    from .loop import evaluate
+    from .runs import load_model
 
     out_dir = Path(results) / profile / "ptq"
     floats = [r for r in grid(profile, only) if r.experiment in MAIN_GRID and r.method == "float"]
     made, cache = [], {}
     for run in floats:
-        run_dir = _trained_dir(run, results, profile)
+        run_dir = trained_dir(run, results, profile)
         if run_dir is None:
             continue
         model, rec = load_model(run_dir)
         cfg = run.config
-        data = _cached_data(cache, cfg, data_root)
+        data = cached_data(cache, cfg, data_root)
         for method in PTQ_METHODS:
             path = out_dir / run.run_id / f"{method}.json"
             if path.exists():
                 made.append(json.loads(path.read_text()))
                 continue
-            scheme = _METHOD[method]["scheme"]
+            scheme = METHOD_CONFIG[method]["scheme"]
             t0 = time.perf_counter()
             with torch.no_grad():
                 test = evaluate(post_training_quantize(model, scheme), data.test, cfg)
@@ -102,15 +102,15 @@ def post_training(
                 "test": test["metric"],
                 "test_loss": test["loss"],
             }
-            made.append(_write_timed_record(path, ptq, t0))
+            made.append(write_timed_record(path, ptq, t0))
     return made
 
 
-def _write_timed_record(path: Path, rec: dict, t0: float) -> dict:
+def write_timed_record(path: Path, rec: dict, t0: float) -> dict:
     """Add the seconds since ``t0``, the environment and the time, and write ``rec`` atomically."""
     import torch
 
-    from .. import records
+    from . import records
 
     rec.update(
         seconds=time.perf_counter() - t0,
@@ -122,7 +122,7 @@ def _write_timed_record(path: Path, rec: dict, t0: float) -> dict:
 
 
 def run_keys(results, profile: str, run_id: str | None) -> dict:
-    """The group columns of a run (:func:`qrnn.tables.config_keys`: hidden size, budget,
+    """The group columns of a run (:func:`qrnn.study.tables.config_keys`: hidden size, budget,
     setting) from its ``run.json``; unknown (NaN, empty setting) without a record."""
     path = runs_dir(results, profile) / str(run_id) / "run.json"
     cfg = json.loads(path.read_text()).get("config") if run_id and path.exists() else None
@@ -132,12 +132,12 @@ def run_keys(results, profile: str, run_id: str | None) -> dict:
 
 
 def _paired_gains(ptq):
-    """Per group (:data:`qrnn.verdicts.GROUP`): the paired gain ``ptq - trained`` over seeds,
+    """Per group (:data:`qrnn.study.verdicts.GROUP`): the paired gain ``ptq - trained`` over seeds,
     its interval and the verdict of quantizing during training against afterwards (see
     :func:`summarize_ptq`)."""
     import pandas as pd
 
-    from ..verdicts import MARGINS, group_verdict, interval
+    from .verdicts import MARGINS, group_verdict, interval
 
     rows = []
     for key, g in ptq.groupby(GROUP, sort=False, dropna=False):
@@ -157,10 +157,10 @@ def summarize_ptq(profile: str = "cpu", results: str | Path = "results"):
     for both metrics, so positive: quantizing during training beats quantizing afterwards),
     paired per seed (a post-training record against the run trained with its seed) and
     averaged over the ``n_paired`` seeds that have both; ``gain_lo`` / ``gain_hi`` are its
-    Student-t 95% interval over those seeds (:func:`qrnn.verdicts.interval`; NaN with fewer
+    Student-t 95% interval over those seeds (:func:`qrnn.study.verdicts.interval`; NaN with fewer
     than two). ``verdict`` decides the comparison on that interval, from the side of quantizing
-    during training (:func:`qrnn.verdicts.group_verdict` on ``trained - ptq`` with the metric's
-    margin): ``better`` (the interval of the gain lies above 0), ``worse`` (below 0),
+    during training (:func:`qrnn.study.verdicts.group_verdict` on ``trained - ptq`` with the
+    metric's margin): ``better`` (the interval of the gain lies above 0), ``worse`` (below 0),
     ``similar`` (inside +-margin) or ``inconclusive`` (otherwise, or ``n_paired < 2``).
     ``recovered`` is the share of the post-training loss that training wins back,
     ``gain / (ptq - float)``; it is only defined where post-training quantization loses
@@ -169,7 +169,7 @@ def summarize_ptq(profile: str = "cpu", results: str | Path = "results"):
     quantizing afterwards)."""
     import pandas as pd
 
-    from ..records import atomic_write_bytes
+    from .records import atomic_write_bytes
 
     rows = [json.loads(p.read_text()) for p in sorted(
         (Path(results) / profile / "ptq").glob("*/*.json"))]  # fmt: skip

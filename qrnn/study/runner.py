@@ -1,5 +1,5 @@
 """The study's runner: each run executes ``notebooks/train.ipynb`` through papermill into its
-run folder, claimed by :mod:`qrnn.runlock` so that concurrent runners train each run once;
+run folder, claimed by :mod:`qrnn.study.runlock` so that concurrent runners train each run once;
 finished runs are skipped, so an interrupted study resumes. Local processes or Dask. The study
 reproduces Ott et al. 2016, *Recurrent Neural Networks With Limited Numerical Precision*,
 https://arxiv.org/abs/1608.06902.
@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from ..runs import read_grid, record_status, runs_dir
 from .grid import ROOT, TRAIN_NOTEBOOK, Run, experiments, grid
+from .runs import read_grid, record_status, runs_dir
 
 
 # ------------------------------------------------------------------------------ running
@@ -69,9 +69,9 @@ def _error_text(e: BaseException) -> str:
 def execute_run(run: Run, results: str, data_root: str | None = None) -> dict:
     """Execute one run through papermill (in this process or a Dask worker). Never raises.
 
-    The run is claimed first (:func:`qrnn.runlock.acquire`); a run another runner holds is
+    The run is claimed first (:func:`qrnn.study.runlock.acquire`); a run another runner holds is
     skipped with status ``"running elsewhere"`` and the holder in ``detail``."""
-    from .. import runlock
+    from . import runlock
 
     out_dir = Path(results)
     run_dir = out_dir / run.run_id
@@ -107,7 +107,7 @@ def _execute_claimed(run: Run, out_dir: Path, run_dir: Path, data_root: str | No
             cwd=str(ROOT), kernel_name="python3", progress_bar=False,
         )  # fmt: skip
     except Exception as e:  # recorded; the study goes on
-        from ..records import atomic_write_bytes
+        from .records import atomic_write_bytes
 
         atomic_write_bytes(run_dir / "error.txt", _error_text(e).encode())
     status = record_status(run_dir, claims=False)  # our claim is still held
@@ -219,7 +219,7 @@ def run_study(
 
 def _write_manifest(folder: Path, profile: str, runs: list[Run]) -> None:
     """``results/<profile>/grid.json``: run id -> labels (experiment, task, cell, ...)."""
-    from ..records import atomic_write_json
+    from .records import atomic_write_json
 
     path = folder / "grid.json"
     grid_map = read_grid(folder.parent, folder.name)  # not a map: one line naming the file

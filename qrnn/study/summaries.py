@@ -1,4 +1,4 @@
-"""The study's tables step: ``qrnn study summarize`` (:mod:`qrnn.tables` computes them), the
+"""The study's tables step: ``qrnn study summarize`` (:mod:`qrnn.study.tables` computes them), the
 unigram baseline, and ``init.csv`` (the weights at step 0). After Ott et al. 2016,
 *Recurrent Neural Networks With Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 """
@@ -8,9 +8,9 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from .. import tables as _tables
-from ..runs import GRID_LABELS, read_grid, runs_dir
+from . import tables as _tables
 from .grid import grid
+from .runs import GRID_LABELS, read_grid, runs_dir
 
 
 # ------------------------------------------------------------------------------ summaries
@@ -63,7 +63,7 @@ def summarize(
     data_root: str | None = None,
     skip_unlabelled: bool = False,
 ):
-    """Write the profile's tables (:func:`qrnn.tables.summarize`: runs, groups with intervals
+    """Write the profile's tables (:func:`qrnn.study.tables.summarize`: runs, groups with intervals
     and verdicts, claims, causes, normalization). Finished runs without their labels in
     ``grid.json`` (:func:`unlabelled`) are refused by name, or left out with
     ``skip_unlabelled``. ``data_root`` is not needed any more (every record carries its own
@@ -83,10 +83,10 @@ def summarize(
 
 def init_table(profile: str = "cpu", results: str | Path = "results", seed: int = 0):
     """``init.csv``: for every group of the profile (experiment, task, cell, hidden size,
-    budget, setting, method: :data:`qrnn.verdicts.GROUP`), the model of
+    budget, setting, method: :data:`qrnn.study.verdicts.GROUP`), the model of
     seed ``seed`` exactly as training builds it at step 0 (same init seed, same
-    :func:`qrnn.train.build_model`), and per recurrent tensor its share of exact zeros after
-    deterministic quantization, RMS and spectral norm (:func:`qrnn.train.weight_stats`): which
+    :func:`qrnn.study.train.build_model`), and per recurrent tensor its share of exact zeros after
+    deterministic quantization, RMS and spectral norm (:func:`qrnn.study.train.weight_stats`): which
     methods start disconnected (issue 12). Input sizes: PTB-char 50 symbols, digits 40
     features (the loaders' defaults)."""
     import dataclasses
@@ -94,9 +94,9 @@ def init_table(profile: str = "cpu", results: str | Path = "results", seed: int 
     import pandas as pd
     import torch
 
-    from ..assemble import build_model, weight_stats
-    from ..config import LM_TASKS, derive_seeds
-    from ..records import atomic_write_bytes
+    from .assemble import build_model, weight_stats
+    from .config import LM_TASKS, derive_seeds
+    from .records import atomic_write_bytes
 
     rows, seen = [], set()
     for run in grid(profile):

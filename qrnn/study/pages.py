@@ -251,7 +251,7 @@ def hero_figure():
     line where a model stops working and the independent baselines; ``None`` without records."""
     import matplotlib.pyplot as plt
 
-    from .viz import METHOD_COLORS
+    from ..viz import METHOD_COLORS
 
     panels = [(t, rows) for t in ("PTB-char", "spoken digits")
               if (rows := primary_rows("1", t)) is not None and not rows.empty]  # fmt: skip

@@ -1,10 +1,10 @@
 """The paper's claims decided from the study's groups (``summary.csv``): per task from a
 declared primary group (:data:`PRIMARY`; supporting and exploratory groups counted beside it),
-labelled by :func:`qrnn.verdicts.claim_label`, with the raw and the multiplicity-adjusted
+labelled by :func:`qrnn.study.verdicts.claim_label`, with the raw and the multiplicity-adjusted
 verdicts (Holm within each claim), one convergence rule for every claim (a group still
 improving in any seed decides nothing), "works" at the declared share of float's gain and at
 stricter ones (:func:`claim_thresholds`), and the normalization table of claim N. Written by
-``qrnn study summarize`` through :func:`qrnn.tables.summarize`.
+``qrnn study summarize`` through :func:`qrnn.study.tables.summarize`.
 
 Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
 Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.

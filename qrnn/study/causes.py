@@ -1,7 +1,7 @@
 """Claim 5 of Ott et al., tested (issue 14): when binary weights fail, is it
 their scale, their lack of zeros, or the variance of stochastic rounding?
 
-The study's controls, each compared with float by the group rules of :mod:`qrnn.tables`
+The study's controls, each compared with float by the group rules of :mod:`qrnn.study.tables`
 (``works``: keeps at least half of float's gain over the unigram / chance baseline, decided on
 the 95% interval of the paired gap):
 

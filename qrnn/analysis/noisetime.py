@@ -66,8 +66,8 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from . import analysis
-from .analysis import CellWeights, cell_weights, product_log_norms, rounding_moments
+from .dynamics import CellWeights, cell_weights, product_log_norms, step_jacobians
+from .rounding import rounding_moments
 
 __all__ = [
     "MODES",
@@ -190,7 +190,7 @@ def _run(dyn: Dynamics, x: Tensor, weights: Sequence[Any], perms: Sequence[Tenso
 
 
 @dataclass
-class _Path:
+class DrawPath:
     """One (mode, draw): per-step weights, permutations and the three trajectories."""
 
     mode: str
@@ -202,7 +202,7 @@ class _Path:
     mean: Tensor | None  # the same map with E[W~]
 
 
-def _path(dyn: Dynamics, x: Tensor, mode: str, draw: int, seed: int, cache: dict) -> _Path:
+def draw_path(dyn: Dynamics, x: Tensor, mode: str, draw: int, seed: int, cache: dict) -> DrawPath:
     """Trajectories of one draw; ``cache`` keeps the unpermuted det / mean ones."""
     T = len(x)
     gen = draw_generator(seed, mode, draw)
@@ -225,14 +225,14 @@ def _path(dyn: Dynamics, x: Tensor, mode: str, draw: int, seed: int, cache: dict
         return cache[key]
 
     ref, mean = reference(dyn.det, "det"), reference(dyn.mean, "mean")
-    return _Path(mode, draw, weights, perms, states, ref, mean)
+    return DrawPath(mode, draw, weights, perms, states, ref, mean)
 
 
 def _norms(a: Tensor, b: Tensor, hidden: int) -> tuple[Tensor, Tensor]:
     return (a[1:, :hidden] - b[1:, :hidden]).norm(dim=1), b[1:, :hidden].norm(dim=1)
 
 
-def _deviation_rows(p: _Path, hidden: int) -> pd.DataFrame:
+def _deviation_rows(p: DrawPath, hidden: int) -> pd.DataFrame:
     dev, ref = _norms(p.states, p.ref, hidden)
     if p.mean is None:
         dev_m = rel_m = torch.full_like(dev, math.nan)
@@ -257,11 +257,11 @@ def _deviation_rows(p: _Path, hidden: int) -> pd.DataFrame:
 def _jacobians(x: Tensor, states: Tensor, weights: Sequence[CellWeights], perms) -> Tensor:
     """``J_t = d s_t / d s_{t-1}`` (T, S, S) along ``states`` with per-step weights."""
     if perms is None and all(w is weights[0] for w in weights):
-        return analysis.step_jacobians(weights[0], x, states)
+        return step_jacobians(weights[0], x, states)
     out = []
     for t in range(len(x)):
         s_in = states[t : t + 1] if perms is None else states[t : t + 1, perms[t]]
-        j = analysis.step_jacobians(weights[t], x[t : t + 1], s_in, chunk=1)[0]
+        j = step_jacobians(weights[t], x[t : t + 1], s_in, chunk=1)[0]
         out.append(j if perms is None else j[:, torch.argsort(perms[t])])  # J Q_t
     return torch.stack(out)
 
@@ -375,7 +375,7 @@ def noise_through_time(
         jac.append(r), spec.append(s), prod.append(p)
     for mode in modes:
         for k in range(draws):
-            p = _path(dyn, x, mode, k, seed, cache)
+            p = draw_path(dyn, x, mode, k, seed, cache)
             dev.append(_deviation_rows(p, dyn.hidden))
             if mode not in jacobian_modes:
                 continue

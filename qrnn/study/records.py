@@ -8,7 +8,7 @@ key                meaning
 schema             ``"qrnn.run/1"``
 run_id             ``<task>_<cell>_<scheme>[-stoch]_<12 hex>``: hash of the resolved config
 status             ``"running"`` | ``"completed"`` | ``"diverged"`` | ``"failed"``
-config             the resolved :class:`qrnn.train.RunConfig` (every field)
+config             the resolved :class:`qrnn.study.train.RunConfig` (every field)
 metric             ``{"name": "bpc"|"perplexity"|"error", "lower_is_better": true}``
 epochs             per epoch: ``epoch, train_loss, train_metric, valid_loss, valid_metric,
                    [valid_accuracy,] lr, wall_s`` (losses in nats per symbol / example; ``lr``
@@ -49,8 +49,8 @@ from pathlib import Path
 
 import torch
 
-from ._version import __version__
-from .atomic import atomic_torch_save, atomic_write_bytes, atomic_write_json
+from .._version import __version__
+from ..atomic import atomic_torch_save, atomic_write_bytes, atomic_write_json
 
 SCHEMA = "qrnn.run/1"
 REQUIRED_KEYS = (
@@ -92,6 +92,7 @@ class RecordError(ValueError):
 
 
 def now() -> str:
+    """The current UTC time, ISO 8601 to the second (``2026-12-06T06:02:32Z``)."""
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -165,6 +166,8 @@ def cpu_model() -> str:
 
 
 def environment(device: torch.device | str, threads: int) -> dict:
+    """Where a run ran: Python, torch, numpy and qrnn versions, platform, CPU model, threads,
+    device, and the git commit with its dirty flag."""
     import numpy
 
     dev = torch.device(device)

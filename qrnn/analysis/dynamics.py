@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .cells import gru_cell, lstm_cell, rnn_cell
+from ..cells import gru_cell, lstm_cell, rnn_cell
 
 # ------------------------------------------------------------------------------ cells
 GATES: dict[str, dict[str, str]] = {
@@ -98,7 +98,7 @@ def layer_trajectories(layer: nn.RNNBase, x: Tensor, index: int = 0):
 
 
 # ------------------------------------------------------------------------------ Jacobians
-def _jacobian_chunks(
+def jacobian_chunks(
     cw: CellWeights, x: Tensor, states: Tensor, chunk: int | None = None
 ) -> Iterator[tuple[int, Tensor]]:
     """``(t0, J[t0:t1])`` from the last chunk to the first (J_t for steps t0+1..t1).
@@ -124,7 +124,7 @@ def _jacobian_chunks(
 def step_jacobians(cw: CellWeights, x: Tensor, states: Tensor, chunk: int | None = None) -> Tensor:
     """``J_t = d s_t / d s_{t-1}`` for t = 1..T as (T, S, S), by ``torch.func`` (reverse
     mode through the reference cell, weights held constant)."""
-    parts = dict(_jacobian_chunks(cw, x, states, chunk))
+    parts = dict(jacobian_chunks(cw, x, states, chunk))
     return torch.cat([parts[t0] for t0 in sorted(parts)])
 
 
@@ -148,10 +148,10 @@ def gate_preactivations(cw: CellWeights, x: Tensor, states: Tensor) -> dict[str,
     """Pre-activations (T, H) of every gate, in the equations of :mod:`qrnn.cells`: RNN ``a``;
     GRU ``r, z`` and ``n = x_n + r * h_n``; LSTM ``i, f, g, o``."""
 
-    from .cells import _pre  # the cells' own affine maps, layer-norm gains included
+    from ..cells import preactivation_terms  # the cells' own affine maps, layer-norm gains included
 
     h = cw.h(states[:-1])
-    gx, gh = _pre(x, h, cw.w_ih, cw.w_hh, cw.b_ih, cw.b_hh, cw.gains)
+    gx, gh = preactivation_terms(x, h, cw.w_ih, cw.w_hh, cw.b_ih, cw.b_hh, cw.gains)
     names = list(GATES[cw.mode])
     if cw.mode == "GRU":
         (xr, xz, xn), (hr, hz, hn) = gx.chunk(3, -1), gh.chunk(3, -1)

@@ -70,7 +70,7 @@ def show(run: str, results: str | None = None, as_json: bool = False) -> str:
     """``qrnn show``: a packed file (fully read, its tensors fit its architecture, checked
     against its run folder's record when it sits in one) or a run record (its ``model.npz``
     checked against it)."""
-    from .export import load_packed, read_packed
+    from ..export import load_packed, read_packed
     from .records import load_record
 
     p = Path(run)
@@ -100,7 +100,7 @@ def export(run: str, out: str, results: str | None = None) -> str:
     from (``model.pt``, or the ``model.npz`` its record names); returns the report line."""
     import torch
 
-    from .export import PackedFormatError, read_packed
+    from ..export import PackedFormatError, read_packed
     from .runs import export_run
 
     p = Path(run)
@@ -151,7 +151,7 @@ def export(run: str, out: str, results: str | None = None) -> str:
 def verify_data_files(data: str | None = None, progress: bool = True) -> str:
     """``qrnn data verify``: every data file hashed again; the report, or :class:`Refused`
     naming the bad files (each also in the report printed before it)."""
-    from .data import verify_data
+    from ..data import verify_data
 
     out = verify_data(data_folder(data), progress=progress)
     lines = [f"ok       {len(out['ok'])} files"]

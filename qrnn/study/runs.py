@@ -6,11 +6,11 @@ runs reproduce)::
 
     results/<run-id>/                       qrnn train --results results
     results/<profile>/runs/<run-id>/        qrnn study run --profile <profile>
-        run.json    the record (schema in :mod:`qrnn.records`)
+        run.json    the record (schema in :mod:`qrnn.study.records`)
         model.pt    best-validation state_dict (shadow weights; not committed)
         model.npz   the same model packed (:mod:`qrnn.export`; committed)
         error.txt   the traceback of a failed run
-        claim.json  the live claim of the runner training it (:mod:`qrnn.runlock`)
+        claim.json  the live claim of the runner training it (:mod:`qrnn.study.runlock`)
 
 Here: :func:`find_run` (a folder from a path, id or prefix), :func:`record_status` and
 :func:`finished_runs` (state), :func:`find_runs` (completed runs of one method),
@@ -27,9 +27,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..analysis.report import Method, get_method, task_fields
+from ..quantizers import quantizer
 from . import records
-from .analysis import Method, _task_fields, get_method
-from .quantizers import quantizer
 
 __all__ = [
     "FIND_DEFAULTS",
@@ -139,7 +139,7 @@ def find_run(run: str, results: str | Path | Iterable[str | Path] = ("runs", "re
 def record_status(run_dir: Path, claims: bool = True) -> str:
     """pending | running | interrupted | completed | diverged | failed, from a run folder.
 
-    ``running``: a live claim (:mod:`qrnn.runlock`) holds the run, in this process or
+    ``running``: a live claim (:mod:`qrnn.study.runlock`) holds the run, in this process or
     elsewhere; ``interrupted``: the record says running but no runner holds it (running it
     again resumes from its checkpoint); ``failed`` also for an unreadable record.
     ``claims=False`` judges by the files alone."""
@@ -208,7 +208,7 @@ def find_runs(
     """
     m = get_method(method)
     want = {
-        **_task_fields(task),
+        **task_fields(task),
         "cell": cell,
         "scheme": m.scheme,
         "stochastic": m.stochastic,
@@ -251,7 +251,7 @@ def load_model(run: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
     if not weights.exists():
         packed = packed_file(run, rec)
         if packed.exists():  # committed runs keep the packed file only
-            from .export import load_packed
+            from ..export import load_packed
 
             verify_packed(run, rec)
             return load_packed(packed).to(device).eval(), rec
@@ -308,7 +308,7 @@ def init_model(
     seed: int = 0,
     **config: Any,
 ) -> nn.Module:
-    """The model a study run of ``seed`` starts from (same init as :func:`qrnn.train.train`),
+    """The model a study run of ``seed`` starts from (same init as :func:`qrnn.study.train.train`),
     in eval mode. ``size``: vocabulary size or feature count; ``config``: more RunConfig
     fields. Equal seeds give equal shadow weights for every method."""
     from .assemble import build_model
@@ -316,7 +316,7 @@ def init_model(
 
     m = get_method(method)
     cfg = RunConfig(
-        **_task_fields(task),
+        **task_fields(task),
         cell=cell,
         hidden=hidden,
         scheme=m.scheme,
@@ -432,7 +432,7 @@ def run_note(status: str, run_dir: Path) -> str:
 def export_run(run: str | Path, path: str | Path) -> dict:
     """Pack the best-validation model of a run folder; returns the size report of
     ``qrnn.export.pack_model``."""
-    from .export import pack_model
+    from ..export import pack_model
 
     model, rec = load_model(run)
     source = {k: rec.get(k) for k in ("run_id", "config", "best_epoch", "test", "status")}

@@ -1,5 +1,5 @@
 """The study's tables: one row per run, one per group with its interval and verdict, the
-paper's claims decided by the rules of :mod:`qrnn.verdicts`, the normalization and the
+paper's claims decided by the rules of :mod:`qrnn.study.verdicts`, the normalization and the
 cause (scale / noise) comparisons. Written by ``qrnn study summarize`` under
 ``results/<profile>/``; the book only reads them.
 
@@ -17,7 +17,8 @@ import math
 from pathlib import Path
 
 from .causes import cause_verdicts, causes_table
-from .claims import (
+from .config import identity
+from .decisions import (
     CLAIM3_GAIN,
     MAIN_GRID,
     NORMALIZATIONS,
@@ -31,7 +32,6 @@ from .claims import (
     rescue_groups,
     works_state,
 )
-from .config import identity
 from .records import load_record
 from .runs import GRID_LABELS, read_grid, runs_dir
 from .verdicts import GROUP, MARGINS, group_verdict, interval, p_above, p_below, p_similar
@@ -251,7 +251,7 @@ def _standing(test_lo, test_hi, test_mean, refs) -> str:
 
 def read_baselines(folder: str | Path) -> list[dict]:
     """The independent baselines under ``folder`` (``results/baselines/*.json``, schema
-    ``qrnn.baseline/1`` of :mod:`qrnn.baselines`), one row per (task, name, test): PTB-char's
+    ``qrnn.baseline/1`` of :mod:`qrnn.study.baselines`), one row per (task, name, test): PTB-char's
     Kneser-Ney n-grams per order, the digits baseline per split and pooling (the speakers
     split as task ``fsdd-speakers``). Absent or unreadable files give no rows."""
     rows = []

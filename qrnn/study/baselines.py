@@ -20,8 +20,8 @@ results            ptb-char: ``orders``, per order ``valid_bpc, test_bpc`` (bits
                    validation and test error, Wilson 95% interval, the C grid) and
                    ``folds[<pooling>]`` (per fold and over all 3,000 recordings)
 data               the loader's statistics: sizes, vocabulary, file sha256s / recordings manifest
-environment        :func:`qrnn.records.environment` (versions, CPU model, threads, git commit and
-                   dirty flag)
+environment        :func:`qrnn.study.records.environment` (versions, CPU model, threads, git
+                   commit and dirty flag)
 invocation         ``{"argv": [...]}``: the command line
 started, finished  UTC ISO times; ``wall_time_s`` seconds to compute the record
 =================  ==============================================================================
@@ -40,8 +40,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import pooled
-from .ngram import FALLBACK_DISCOUNTS, KneserNey
+from .. import pooled
+from ..ngram import FALLBACK_DISCOUNTS, KneserNey
 from .records import atomic_write_json, environment, now
 
 __all__ = ["SCHEMA", "digits_baseline", "ngram_baseline", "summary", "write_record"]
@@ -78,7 +78,7 @@ def ngram_baseline(
     """Interpolated modified Kneser-Ney models of orders ``1..max_order`` fitted on PTB-char's
     training stream (the ids the language models read: :func:`qrnn.data.load_text`), scored
     on the validation and test streams; ``*_limit`` keep prefixes (0: everything)."""
-    from .data import load_text
+    from ..data import load_text
 
     t0 = time.perf_counter()
     rec = _record(
@@ -141,7 +141,7 @@ def digits_baseline(
     """The pooled logistic regression (:mod:`qrnn.pooled`) on every split of ``splits`` as
     :func:`qrnn.data.load_fsdd` makes it, for each pooling (``segments``), and (``folds`` > 0)
     on the ``folds``-fold partition of all recordings (:func:`qrnn.pooled.fsdd_fold`)."""
-    from .data import load_fsdd
+    from ..data import load_fsdd
 
     t0 = time.perf_counter()
     rec = _record(

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..layers import clip_shadow_
 from .config import LM_TASKS, RunConfig
-from .layers import clip_shadow_
 
 __all__ = ["Diverged", "clip_gradients_", "evaluate", "uniform_loss"]
 
@@ -35,16 +35,18 @@ def _detach(state):
 
 
 class Diverged(Exception):
+    """Training stopped by the divergence rule: the reason, and the batch where it fired."""
+
     def __init__(self, reason: str, batch: int | None = None):
         super().__init__(reason)
         self.reason, self.batch = reason, batch
 
 
-def _lm_epoch(
+def lm_epoch(
     model, stream, cfg, device, opt=None, progress=None, callback=None, epoch=0, monitor=None
 ):
     """Mean loss (nats per symbol) over one pass; trains when ``opt`` is given."""
-    from .data import lm_batches
+    from ..data import lm_batches
 
     training = opt is not None
     model.train(training)
@@ -62,7 +64,7 @@ def _lm_epoch(
     return total / count, None
 
 
-def _speech_epoch(
+def speech_epoch(
     model,
     split,
     cfg,
@@ -75,7 +77,7 @@ def _speech_epoch(
     monitor=None,
 ):
     """Mean loss (nats per recording) and accuracy over one pass."""
-    from .data import speech_batches
+    from ..data import speech_batches
 
     training = opt is not None
     model.train(training)
@@ -131,7 +133,7 @@ def clip_gradients_(
 
 def _step(model, loss, opt, cfg, i, progress=None, callback=None, epoch=0, monitor=None) -> None:
     """One optimizer step on the shadow weights (+ BinaryConnect clipping), then the hooks;
-    ``monitor`` (:class:`_LossMonitor`) applies the divergence rule to the training loss."""
+    ``monitor`` (:class:`LossMonitor`) applies the divergence rule to the training loss."""
     if monitor is not None:
         monitor.update(loss.item(), i)
     elif not torch.isfinite(loss):
@@ -156,13 +158,15 @@ def evaluate(model, split, cfg: RunConfig, device=None) -> dict:
     """``{"loss", "metric"[, "accuracy"]}`` of ``model`` on one split (deterministic weights)."""
     device = device or next(model.parameters()).device
     if cfg.task in LM_TASKS:
-        loss, _ = _lm_epoch(model, split, cfg, device)
-        return {"loss": loss, "metric": _lm_metric(cfg, loss)}
-    loss, acc = _speech_epoch(model, split, cfg, device)
+        loss, _ = lm_epoch(model, split, cfg, device)
+        return {"loss": loss, "metric": lm_metric(cfg, loss)}
+    loss, acc = speech_epoch(model, split, cfg, device)
     return {"loss": loss, "metric": 1.0 - acc, "accuracy": acc}
 
 
-def _lm_metric(cfg, loss: float) -> float:
+def lm_metric(cfg, loss: float) -> float:
+    """The reported metric of a mean loss in nats: perplexity ``e^loss`` (ptb-word) or bits
+    per character ``loss / ln 2``."""
     if cfg.task == "ptb-word":
         return math.exp(min(loss, 700.0))
     return loss / math.log(2)  # bits per character
@@ -173,7 +177,7 @@ def uniform_loss(cfg: RunConfig, size: int) -> float:
     return math.log(size if cfg.task in LM_TASKS else 10)
 
 
-class _LossMonitor:
+class LossMonitor:
     """Running mean of the training loss, ``m <- m + (loss - m) / EMA_BATCHES``; raises
     :class:`Diverged` on a non-finite loss or when ``m`` exceeds ``limit``."""
 
@@ -213,8 +217,9 @@ class _LossMonitor:
             )
 
 
-def _num_batches(cfg, split) -> int:
-    from .data import num_lm_batches
+def num_batches(cfg, split) -> int:
+    """Batches in one pass over ``split``: BPTT windows (LM) or padded utterance batches."""
+    from ..data import num_lm_batches
 
     if cfg.task in LM_TASKS:
         return num_lm_batches(len(split), cfg.batch_size, cfg.bptt)

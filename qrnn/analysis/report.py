@@ -20,8 +20,8 @@ input sequence with the pure reference cells of :mod:`qrnn.cells`, in float64, w
 
 :func:`analyze` does all of it for one model; :func:`summary_table` and the ``*_frame``
 functions turn a set of analyses into pandas tables for ``notebooks/jacobian.ipynb``. The layer
-dynamics live in :mod:`qrnn.dynamics`, the rounding noise in :mod:`qrnn.rounding`; their names
-stay importable from here. The question is why binarization fails in Ott et al. 2016,
+dynamics live in :mod:`qrnn.analysis.dynamics`, the rounding noise in
+:mod:`qrnn.analysis.rounding`. The question is why binarization fails in Ott et al. 2016,
 *Recurrent Neural Networks With Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 """
 
@@ -36,47 +36,33 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from .dynamics import GATES as GATES
-from .dynamics import CellWeights as CellWeights
-from .dynamics import _jacobian_chunks
-from .dynamics import cell_weights as cell_weights
-from .dynamics import gate_preactivations as gate_preactivations
-from .dynamics import layer_trajectories as layer_trajectories
-from .dynamics import product_log_norms as product_log_norms
-from .dynamics import saturated as saturated
-from .dynamics import step_jacobians as step_jacobians
-from .dynamics import trajectory as trajectory
-from .quantizers import Quantizer, quantizer
-from .rounding import _NOISE_COLUMNS as _NOISE_COLUMNS
-from .rounding import _SOURCES as _SOURCES
-from .rounding import preactivation_noise as preactivation_noise
-from .rounding import rounding_moments as rounding_moments
+from ..quantizers import Quantizer, quantizer
+from .dynamics import (
+    GATES,
+    gate_preactivations,
+    jacobian_chunks,
+    layer_trajectories,
+    product_log_norms,
+    saturated,
+)
+from .rounding import preactivation_noise
 
 __all__ = [
-    "GATES",
     "METHODS",
     "Analysis",
-    "CellWeights",
     "InputSequence",
     "Method",
     "analyze",
-    "cell_weights",
-    "gate_preactivations",
     "get_method",
     "layer_input",
     "load_sequence",
     "noise_frame",
-    "preactivation_noise",
     "product_frame",
-    "product_log_norms",
     "recurrent_layer",
-    "rounding_moments",
-    "saturated",
     "saturation_frame",
     "spectra_frame",
-    "step_jacobians",
     "summary_table",
-    "trajectory",
+    "task_fields",
     "weight_frame",
     "weights_frame",
 ]
@@ -130,7 +116,9 @@ _TASKS = {
 }
 
 
-def _task_fields(task: str) -> dict[str, Any]:
+def task_fields(task: str) -> dict[str, Any]:
+    """The run-configuration fields of an analysis task (``ptb-char``, ``fsdd`` on the standard
+    split, ``fsdd-speakers`` on held-out speakers)."""
     if task not in _TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(_TASKS)}")
     return dict(_TASKS[task])
@@ -152,10 +140,10 @@ def load_sequence(
     """A validation sequence: PTB-char, ``length`` characters from an offset drawn with
     ``seed``; FSDD, the first ``length`` frames of a recording drawn with ``seed`` among
     those at least that long (else the longest; then T is shorter)."""
-    from . import data
+    from .. import data
 
     gen = torch.Generator().manual_seed(seed)
-    fields = _task_fields(task)
+    fields = task_fields(task)
     if fields["task"] == "ptb-char":
         corpus = data.load_text("ptb-char", root=data_root, progress=False)
         stream = corpus.valid
@@ -257,7 +245,7 @@ def analyze(
     svals: list[Tensor] = []
 
     def backwards():  # J_T, J_{T-1}, ..., J_1, one chunk in memory at a time
-        for _, j in _jacobian_chunks(cw, xi, states, chunk):
+        for _, j in jacobian_chunks(cw, xi, states, chunk):
             svals.insert(0, torch.linalg.svdvals(j))
             yield from j.flip(0)
 

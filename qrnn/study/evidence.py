@@ -2,7 +2,7 @@
 each group's role in its task (the declared primary group, supporting, exploratory), its
 outcome and p-value, one convergence rule (a group still improving in any seed decides
 nothing), the multiplicity adjustment within a claim and the rows of a claim per task and
-overall (:func:`claim_rows`). The claims themselves are in :mod:`qrnn.claims`.
+overall (:func:`claim_rows`). The claims themselves are in :mod:`qrnn.study.decisions`.
 
 Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
 Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
@@ -26,10 +26,10 @@ WORKS_AT = (0.5, 0.2, 0.1)
 PRIMARY = {"ptb-char": ("main", "ptb-char", "lstm", 256), "fsdd": ("digits", "fsdd", "gru", 64)}
 EXPLORATORY = ("fsdd-speakers",)
 SCOPES = {"ptb-char": "PTB-char", "fsdd": "spoken digits", "fsdd-speakers": "spoken digits"}
-ADJUSTMENT = "holm"  # within each claim, over its groups (qrnn.verdicts.adjust)
+ADJUSTMENT = "holm"  # within each claim, over its groups (qrnn.study.verdicts.adjust)
 TASK_SCOPES = ("PTB-char", "spoken digits")
 CONVERGENCE_RULE = (
-    "a group still improving at its last epoch in any seed (qrnn.tables."
+    "a group still improving at its last epoch in any seed (qrnn.study.tables."
     "still_improving) decides nothing: not converged at this budget"
 )
 LABEL_RULE = (

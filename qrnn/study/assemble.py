@@ -1,4 +1,4 @@
-"""What a run is made of, from its :class:`~qrnn.config.RunConfig`: the data splits
+"""What a run is made of, from its :class:`~qrnn.study.config.RunConfig`: the data splits
 (``load_data``), the model (:func:`build_model`), and the summaries its record keeps of
 them (``model_summary``, ``weight_stats``, ``baseline_metric``). After Ott et
 al. 2016, *Recurrent Neural Networks With Limited Numerical Precision*,
@@ -14,16 +14,19 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..layers import QuantIO, QuantRNNBase, glorot_init_, quantized_layers
+from ..models import DigitClassifier, LanguageModel
 from .config import LM_TASKS, RunConfig
-from .layers import QuantRNNBase, _QuantIO, glorot_init_, quantized_layers
-from .loop import _lm_metric
-from .models import DigitClassifier, LanguageModel
+from .loop import lm_metric
 
 __all__ = ["build_model", "model_config"]
 
 
 @dataclass
-class _Data:
+class RunData:
+    """A run's three splits and their size: token streams (LM) or utterance splits (digits),
+    the vocabulary size or feature count, and the loader's statistics for the record."""
+
     train: Any
     valid: Any
     test: Any
@@ -31,8 +34,10 @@ class _Data:
     stats: dict
 
 
-def load_data(cfg: RunConfig, data_root=None, progress: bool = True) -> _Data:
-    from . import data as qdata
+def load_data(cfg: RunConfig, data_root=None, progress: bool = True) -> RunData:
+    """The splits ``cfg`` trains on: its task's data, cut to ``train_limit`` / ``eval_limit``
+    (LM) or its ``split`` of the recordings (digits)."""
+    from .. import data as qdata
 
     if cfg.task in LM_TASKS:
         corpus = qdata.load_text(cfg.task, root=data_root, progress=progress)
@@ -49,19 +54,20 @@ def load_data(cfg: RunConfig, data_root=None, progress: bool = True) -> _Data:
                 )
         stats = corpus.stats()
         stats["used_sizes"] = {"train": len(tr), "valid": len(va), "test": len(te)}
-        return _Data(tr, va, te, len(corpus.vocab), stats)
+        return RunData(tr, va, te, len(corpus.vocab), stats)
     sd = qdata.load_fsdd(split=cfg.split, root=data_root, progress=progress)
     tr, va, te = sd.train, sd.valid, sd.test
     if cfg.train_limit:
-        tr = _subset(tr, cfg.train_limit)
+        tr = subset(tr, cfg.train_limit)
     if cfg.eval_limit:
-        va, te = _subset(va, cfg.eval_limit), _subset(te, cfg.eval_limit)
+        va, te = subset(va, cfg.eval_limit), subset(te, cfg.eval_limit)
     stats = sd.stats()
     stats["used_sizes"] = {"train": len(tr), "valid": len(va), "test": len(te)}
-    return _Data(tr, va, te, sd.n_features, stats)
+    return RunData(tr, va, te, sd.n_features, stats)
 
 
-def _subset(split, n: int):
+def subset(split, n: int):
+    """The first ``n`` utterances of a digits split (features, labels, speakers, names)."""
     return dataclasses.replace(
         split,
         features=split.features[:n],
@@ -113,7 +119,7 @@ def model_summary(model: nn.Module, size: int) -> dict:
                 quantized = mod.is_quantized(p_name)
             else:
                 quantized = (
-                    isinstance(mod, _QuantIO)
+                    isinstance(mod, QuantIO)
                     and p_name == "weight"
                     and (mod.quantizer.name != "float")
                 )
@@ -135,7 +141,7 @@ def model_summary(model: nn.Module, size: int) -> dict:
     }
 
 
-def baseline_metric(cfg: RunConfig, data: _Data) -> dict:
+def baseline_metric(cfg: RunConfig, data: RunData) -> dict:
     """The no-learning reference on the test split: LM tasks, the unigram model of the
     training symbols (add-one smoothed); digits, chance (0.9 error)."""
     if cfg.task not in LM_TASKS:
@@ -143,7 +149,7 @@ def baseline_metric(cfg: RunConfig, data: _Data) -> dict:
     counts = torch.bincount(data.train, minlength=data.size).double() + 1.0
     logp = (counts / counts.sum()).log()
     loss = float(-logp[data.test].mean())
-    return {"name": "unigram", "metric": _lm_metric(cfg, loss)}
+    return {"name": "unigram", "metric": lm_metric(cfg, loss)}
 
 
 @torch.no_grad()

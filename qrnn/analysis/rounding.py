@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from .quantizers import Quantizer, quantizer
+from ..quantizers import Quantizer, quantizer
 
 
 # ------------------------------------------------------------------------------ noise
@@ -43,7 +43,7 @@ def rounding_moments(
     return q.stochastic_moments(w, fan_in, fan_out)  # each method's own moments
 
 
-_NOISE_COLUMNS = [
+NOISE_COLUMNS = [
     "t",
     "matrix",
     "measured_var",
@@ -73,8 +73,8 @@ def preactivation_noise(
     T = len(x)
     if getattr(layer, "weight_norm", False):
         nan = float("nan")
-        rows = [(t, m, nan, nan, nan, nan) for t in range(1, T + 1) for m in _SOURCES]
-        return pd.DataFrame(rows, columns=_NOISE_COLUMNS)
+        rows = [(t, m, nan, nan, nan, nan) for t in range(1, T + 1) for m in NOISE_SOURCES]
+        return pd.DataFrame(rows, columns=NOISE_COLUMNS)
     q = getattr(layer, "quantizer", quantizer("float"))
     stochastic = stochastic and q.name != "float"
     h_prev = states[:-1, : layer.hidden_size]
@@ -113,7 +113,7 @@ def preactivation_noise(
     pred_var["total"] = sum(pred_var.values())
     pred_bias["total"] = sum(pred_bias.values())
     rows = []
-    for src in _SOURCES:
+    for src in NOISE_SOURCES:
         if src not in s1:
             continue
         m1 = s1[src] / draws
@@ -121,7 +121,7 @@ def preactivation_noise(
         cols = [mv.mean(0), pred_var[src].mean(0), (m1**2).mean(0), (pred_bias[src] ** 2).mean(0)]
         for t in range(T):
             rows.append((t + 1, src, *(float(c[t]) for c in cols)))
-    return pd.DataFrame(rows, columns=_NOISE_COLUMNS)
+    return pd.DataFrame(rows, columns=NOISE_COLUMNS)
 
 
-_SOURCES = ("ih", "hh", "bias", "total")
+NOISE_SOURCES = ("ih", "hh", "bias", "total")

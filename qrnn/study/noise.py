@@ -1,7 +1,7 @@
-"""The noise-through-time study (``python -m qrnn.noise``): :func:`noise_study` runs
-:func:`qrnn.noisetime.noise_through_time` on the models of every method and writes its tables
-under ``results/analysis``. The measurement itself, with its modes and equations, is
-:mod:`qrnn.noisetime`; its names stay importable from here. Claim 5 of Ott et al. 2016,
+"""The noise-through-time study (``python -m qrnn.study.noise``): :func:`noise_study` runs
+:func:`qrnn.analysis.noisetime.noise_through_time` on the models of every method and writes
+its tables under ``results/analysis``. The measurement itself, with its modes and equations,
+is :mod:`qrnn.analysis.noisetime`. Claim 5 of Ott et al. 2016,
 *Recurrent Neural Networks With Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 """
 
@@ -16,18 +16,19 @@ from typing import Any
 import pandas as pd
 import torch
 
-from . import analysis, noisetime
-from .noisetime import MODES as MODES
-from .noisetime import Dynamics as Dynamics
-from .noisetime import NoiseResult as NoiseResult
-from .noisetime import _path as _path
-from .noisetime import deviation_summary as deviation_summary
-from .noisetime import draw_generator as draw_generator
-from .noisetime import draw_quantiles as draw_quantiles
-from .noisetime import drawn_weights as drawn_weights
-from .noisetime import layer_dynamics as layer_dynamics
-from .noisetime import mean_weights as mean_weights
-from .noisetime import noise_through_time as noise_through_time
+from ..analysis import noisetime
+from ..analysis import report as analysis
+from ..analysis.noisetime import MODES as MODES
+from ..analysis.noisetime import Dynamics as Dynamics
+from ..analysis.noisetime import NoiseResult as NoiseResult
+from ..analysis.noisetime import deviation_summary as deviation_summary
+from ..analysis.noisetime import draw_generator as draw_generator
+from ..analysis.noisetime import draw_path as draw_path
+from ..analysis.noisetime import draw_quantiles as draw_quantiles
+from ..analysis.noisetime import drawn_weights as drawn_weights
+from ..analysis.noisetime import layer_dynamics as layer_dynamics
+from ..analysis.noisetime import mean_weights as mean_weights
+from ..analysis.noisetime import noise_through_time as noise_through_time
 
 __all__ = sorted([*noisetime.__all__, "noise_study"])
 
@@ -54,7 +55,7 @@ def noise_study(
     config: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Run :func:`noise_through_time` on layer 0 of every method's model (``source="init"``:
-    :func:`qrnn.runs.init_model`; a results folder / profile: the first matching trained
+    :func:`qrnn.study.runs.init_model`; a results folder / profile: the first matching trained
     run, methods without one skipped) over one validation sequence
     (:func:`qrnn.analysis.load_sequence`), and write the records to ``out`` (default
     ``results/analysis``) as ``noise_<task>_<cell>_<tag>_h<hidden>_T<seq_len>_K<draws>_s<seed>``
@@ -70,8 +71,7 @@ def noise_study(
     Returns ``{"paths": {...}, "frames": {...}}``, or None (with a message) when ``source`` has
     no run records or none of the methods has a trained run.
     """
-    from . import records, runs
-    from .study import ROOT
+    from . import ROOT, records, runs
 
     started = time.time()
     methods = list(analysis.METHODS if methods is None else methods)
@@ -150,7 +150,7 @@ def noise_study(
     threads = torch.get_num_threads()
     meta = {
         "schema": "qrnn.noise/1",
-        "what": "noise through time (qrnn.noise.noise_study)",
+        "what": "noise through time (qrnn.study.noise.noise_study)",
         "config": {
             "task": task,
             "cell": cell,
@@ -184,8 +184,8 @@ def noise_study(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m qrnn.noise --cell lstm --hidden 128 --draws 32 --seq-len 100``"""
-    from .cli import noise_parser
+    """``python -m qrnn.study.noise --cell lstm --hidden 128 --draws 32 --seq-len 100``"""
+    from ..cli import noise_parser
 
     p = noise_parser(noise_study.__doc__)
     a = p.parse_args(argv)

@@ -37,7 +37,7 @@ import numpy as np
 MARGINS = {"bpc": 0.05, "error": 0.01, "perplexity": 1.0}
 LEVEL = 0.95
 # a group: the full configuration that differs between runs, then the method (``setting``:
-# a digest of every other setting, written by ``qrnn.tables``)
+# a digest of every other setting, written by ``qrnn.study.tables``)
 GROUP = ["experiment", "task", "cell", "hidden", "max_epochs", "train_limit", "setting", "method"]
 ALPHA = round(1 - LEVEL, 10)  # the two-sided error level of the intervals
 

@@ -55,7 +55,7 @@ def preset(name: str, task: str = "ptb-char", split: str = "standard") -> dict[s
         return dict(CLASS)
     if name == "none":
         return {}
-    from .study import TASKS, experiments
+    from . import TASKS, experiments
 
     label = "fsdd-speakers" if task == "fsdd" and split == "speakers" else task
     exps = experiments("cpu")
@@ -130,9 +130,9 @@ def _timed(fn, repeats: int) -> float:
 def estimate(cfg: RunConfig, data=None, data_root=None, batches: int = 3) -> dict[str, Any]:
     """Time ``batches`` training and evaluation batches of a throwaway model and scale them to
     the whole run (every epoch: train + validation; then the test split). An upper bound when
-    early stopping ends the run sooner. ``data``: splits from :func:`qrnn.train.load_data`."""
-    from .assemble import _subset
-    from .loop import _lm_epoch, _num_batches, _speech_epoch
+    early stopping ends the run sooner. ``data``: splits from :func:`qrnn.study.train.load_data`."""
+    from .assemble import subset
+    from .loop import lm_epoch, num_batches, speech_epoch
 
     if data is None:
         data = load_data(cfg, data_root, progress=False)
@@ -144,14 +144,14 @@ def estimate(cfg: RunConfig, data=None, data_root=None, batches: int = 3) -> dic
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     if cfg.task in LM_TASKS:
         part = data.train[: batches * cfg.bptt * cfg.batch_size + 1]
-        epoch = _lm_epoch
+        epoch = lm_epoch
     else:
-        part = _subset(data.train, batches * cfg.batch_size)
-        epoch = _speech_epoch
+        part = subset(data.train, batches * cfg.batch_size)
+        epoch = speech_epoch
     step = _timed(lambda: epoch(model, part, cfg, device, opt), 2) / batches
     ev = _timed(lambda: epoch(model, part, cfg, device), 2) / batches
     torch.set_rng_state(rng)
-    n = {s: _num_batches(cfg, getattr(data, s)) for s in ("train", "valid", "test")}
+    n = {s: num_batches(cfg, getattr(data, s)) for s in ("train", "valid", "test")}
     per_epoch = n["train"] * step + n["valid"] * ev
     return {
         "seconds": cfg.epochs * per_epoch + n["test"] * ev,
@@ -178,7 +178,7 @@ def describe(est: Mapping[str, Any]) -> str:
 def results_path(results_dir: str | Path) -> Path:
     """``results_dir`` with a relative path taken from the repository root (a notebook's
     kernel runs in ``notebooks/`` under JupyterLab, in the root under papermill ``--cwd .``)."""
-    from .study import ROOT
+    from . import ROOT
 
     p = Path(results_dir)
     return p if p.is_absolute() else ROOT / p
@@ -190,7 +190,7 @@ METHOD_FIELDS = ("scheme", "stochastic", "quantizer_options", "weight_noise")
 def method_label(config: Mapping[str, Any]) -> str:
     """The study's method labels: ``float``, ``binary-det``, ``ternary-stoch``, with options
     off their defaults inserted (``binary-glorot-det``), ``float-noise-binary``."""
-    from .quantizers import quantizer
+    from ..quantizers import quantizer
 
     scheme, noise = config["scheme"], config.get("weight_noise", "none")
     if scheme == "float":

@@ -3,13 +3,13 @@
 ``train(config)`` trains a language model (``ptb-char``, ``ptb-word``, ``text8``) or a
 spoken-digit classifier (``fsdd``), checkpoints every epoch (atomic writes), resumes a killed
 run exactly, stops a diverging run cleanly, and writes ``results/<run-id>/run.json``
-(schema in :mod:`qrnn.records`). The model tested is the best-validation one; evaluation
+(schema in :mod:`qrnn.study.records`). The model tested is the best-validation one; evaluation
 always uses deterministic quantization. Ott et al. 2016, *Recurrent Neural Networks With
 Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 
-The configuration lives in :mod:`qrnn.config`, the data and model of a run in
-:mod:`qrnn.assemble`, epochs and steps in :mod:`qrnn.loop`; their names stay importable from
-here.
+The configuration lives in :mod:`qrnn.study.config`, the data and model of a run in
+:mod:`qrnn.study.assemble`, epochs and steps in :mod:`qrnn.study.loop`; their names stay
+importable from here.
 """
 
 from __future__ import annotations
@@ -26,13 +26,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..layers import QuantIO, QuantRNNBase
 from . import records
-from .assemble import _Data as _Data
-from .assemble import _subset as _subset
+from .assemble import RunData as RunData
 from .assemble import baseline_metric as baseline_metric
 from .assemble import build_model as build_model
 from .assemble import load_data as load_data
 from .assemble import model_summary as model_summary
+from .assemble import subset as subset
 from .assemble import weight_stats as weight_stats
 from .config import EXECUTION_FIELDS as EXECUTION_FIELDS
 from .config import FIELD_HELP as FIELD_HELP
@@ -47,12 +48,11 @@ from .config import derive_seeds as derive_seeds
 from .config import identity as identity
 from .config import resolve_device as resolve_device
 from .config import run_id as run_id
-from .layers import QuantRNNBase, _QuantIO
 from .loop import DIVERGENCE_RULE as DIVERGENCE_RULE
 from .loop import Diverged as Diverged
-from .loop import _lm_epoch, _lm_metric, _num_batches, _speech_epoch
-from .loop import _LossMonitor as _LossMonitor
+from .loop import LossMonitor as LossMonitor
 from .loop import evaluate as evaluate
+from .loop import lm_epoch, lm_metric, num_batches, speech_epoch
 from .loop import uniform_loss as uniform_loss
 
 __all__ = ["TASKS", "RunConfig", "build_model", "evaluate", "run_id", "train"]
@@ -82,7 +82,7 @@ def train(
     invocation: Any = None,
     force: bool = False,
     data_root: str | None = None,
-    data: _Data | None = None,
+    data: RunData | None = None,
     callback: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Train ``cfg`` and return its run record (also written to ``results_dir/<run-id>/``).
@@ -129,13 +129,13 @@ def train(
     quant_gen = torch.Generator(device=device).manual_seed(seeds["quant"])
     data_gen = torch.Generator().manual_seed(seeds["data"])
     for m in model.modules():
-        if isinstance(m, QuantRNNBase | _QuantIO):
+        if isinstance(m, QuantRNNBase | QuantIO):
             m.generator = quant_gen
     if cfg.optimizer == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
         opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = _num_batches(cfg, data.train)
+    steps_per_epoch = num_batches(cfg, data.train)
     sched = _scheduler(cfg, opt, cfg.epochs * steps_per_epoch)
     if cfg.lr_schedule == "cosine":  # one scheduler step after every optimizer step
         user_callback = callback
@@ -147,7 +147,7 @@ def train(
 
     gens = {"quant": quant_gen, "data": data_gen}
     uniform = uniform_loss(cfg, data.size)
-    monitor = _LossMonitor(limit=uniform * cfg.diverge_factor)
+    monitor = LossMonitor(limit=uniform * cfg.diverge_factor)
 
     rec = {
         "schema": records.SCHEMA,
@@ -188,7 +188,7 @@ def train(
         rec["resumed_from_epoch"] = ck["epoch"]
     records.atomic_write_json(rec_path, rec)
 
-    run_epoch = _lm_epoch if cfg.task in LM_TASKS else _speech_epoch
+    run_epoch = lm_epoch if cfg.task in LM_TASKS else speech_epoch
     extra = {} if cfg.task in LM_TASKS else {"generator": data_gen}
     try:
         from tqdm import tqdm  # not tqdm.auto: no widget warning inside notebooks
@@ -216,7 +216,7 @@ def train(
             entry = {
                 "epoch": epoch,
                 "train_loss": tr_loss,
-                "train_metric": _lm_metric(cfg, tr_loss) if tr_acc is None else 1.0 - tr_acc,
+                "train_metric": lm_metric(cfg, tr_loss) if tr_acc is None else 1.0 - tr_acc,
                 "valid_loss": valid["loss"],
                 "valid_metric": valid["metric"],
                 "lr": lr,  # at the end of the epoch
@@ -328,10 +328,10 @@ def _load_checkpoint(path: Path, device, quiet: bool) -> dict | None:
         return None
 
 
-def _keep_packed(model: nn.Module, run_dir: Path, rec: dict, data: _Data, cfg) -> dict:
+def _keep_packed(model: nn.Module, run_dir: Path, rec: dict, data: RunData, cfg) -> dict:
     """Pack the best model (``model.npz``), reload it and evaluate the reloaded copy: the
     record keeps the file's name, sha256, size and the reloaded test metric."""
-    from .export import load_packed, pack_model
+    from ..export import load_packed, pack_model
 
     path = run_dir / "model.npz"
     source = {k: rec.get(k) for k in ("run_id", "config", "best_epoch", "status")}
@@ -356,8 +356,8 @@ def remeasure_packed(run_dir: str | Path, data_root: str | None = None) -> dict:
     record's ``packed.test_metric``, with ``packed.remeasured`` (the earlier value, the date
     and commit). For records whose reload was measured by an older quantizer (before
     ``scale="rms"`` was computed in float64, a reload could differ by ~1e-8)."""
+    from ..export import load_packed
     from .config import config_from_dict
-    from .export import load_packed
 
     run_dir = Path(run_dir)
     rec = records.load_record(run_dir)

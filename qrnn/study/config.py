@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from .data.speech import FSDD_SPLITS
-from .models import CELLS
-from .quantizers import SCHEMES, quantizer
+from ..data.speech import FSDD_SPLITS
+from ..models import CELLS
+from ..quantizers import SCHEMES, quantizer
 
 __all__ = [
     "CLIP_MODES",
@@ -132,7 +132,7 @@ class RunConfig:
         choice("optimizer", ("adam", "sgd"))
         choice("init", INITS)
         if self.weight_noise not in WEIGHT_NOISE:
-            from .layers import noise_quantizer
+            from ..layers import noise_quantizer
 
             noise_quantizer(self.weight_noise)  # METHOD:SCALE, or one line naming what is allowed
         choice("lr_schedule", LR_SCHEDULES)
@@ -233,6 +233,8 @@ def derive_seeds(seed: int) -> dict[str, int]:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda[:i]``; refuses CUDA when
+    none is available."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
