@@ -338,8 +338,37 @@ V3_OVERFIT = {
 }
 # Each method's peak learning rate, chosen on validation by ``qrnn study choose-lr --profile
 # cpu-v3`` from the lr-sweep runs (results/cpu-v3/lr_choice.csv; a test checks this table
-# against that file). An experiment whose methods are not all decided waits (is left out).
-V3_LR: dict[tuple[str, str, str], float] = {}
+# against that file). A choice at the edge of its range is not final (the range widens and
+# the group waits), and an experiment whose methods are not all decided waits (is left out).
+V3_LR: dict[tuple[str, str, str], float] = {
+    ("ptb-char", "lstm", "exponential-det"): 0.016,
+    ("ptb-char", "lstm", "float"): 0.032,
+    ("ptb-char", "lstm", "ternary-det"): 0.032,
+    ("ptb-char", "lstm", "ternary-stoch"): 0.032,
+    ("ptb-char", "lstm", "exponential-stoch"): 0.032,
+    ("ptb-char", "lstm", "pow2-ternary"): 0.064,
+    ("ptb-char", "lstm", "binary-det"): 0.256,
+    ("ptb-char", "lstm", "binary-stoch"): 0.256,
+    ("fsdd", "rnn", "float"): 0.003,
+    ("fsdd", "rnn", "ternary-det"): 0.003,
+    ("fsdd", "rnn", "pow2-ternary"): 0.003,
+    ("fsdd", "rnn", "exponential-det"): 0.003,
+    ("fsdd", "rnn", "exponential-stoch"): 0.003,
+    ("fsdd", "gru", "float"): 0.003,
+    ("fsdd", "gru", "exponential-det"): 0.003,
+    ("fsdd", "lstm", "float"): 0.003,
+    ("fsdd", "rnn", "binary-det"): 0.01,
+    ("fsdd", "rnn", "ternary-stoch"): 0.01,
+    ("fsdd", "gru", "binary-det"): 0.01,
+    ("fsdd", "gru", "ternary-det"): 0.01,
+    ("fsdd", "gru", "ternary-stoch"): 0.01,
+    ("fsdd", "gru", "pow2-ternary"): 0.01,
+    ("fsdd", "gru", "exponential-stoch"): 0.01,
+    ("fsdd", "lstm", "binary-det"): 0.01,
+    ("fsdd", "lstm", "pow2-ternary"): 0.01,
+    ("fsdd", "lstm", "exponential-det"): 0.01,
+    ("fsdd", "lstm", "exponential-stoch"): 0.01,
+}  # fmt: skip
 
 
 def _lrs(task: str, cell: str, methods: tuple[str, ...]) -> dict[str, dict] | None:
@@ -411,6 +440,10 @@ V3_DIGITS = {**TASKS["fsdd"], "hidden": 64, "init": "glorot", "input_norm": "bat
              "batch_size": 32, "epochs": 15, "lr": 3e-3, "early_stop": 0,
              "lr_schedule": "cosine", "min_lr": 1e-5, "clip_mode": "per-tensor"}  # fmt: skip
 V3_DIGITS_LRS = (1e-3, 3e-3, 1e-2, 3e-2)  # 30x around v2's 3e-3, one seed
+# (cell, method) whose choice was the top rate, 3e-2: their range alone goes on
+V3_DIGITS_WIDER = {("rnn", "binary-stoch"): (1e-1, 3e-1), ("gru", "binary-stoch"): (1e-1, 3e-1),
+                   ("lstm", "binary-stoch"): (1e-1, 3e-1), ("lstm", "ternary-det"): (1e-1,),
+                   ("lstm", "ternary-stoch"): (1e-1,)}  # fmt: skip
 DIGIT_FOLDS = 10  # RunConfig.split fold0..fold9 (qrnn.pooled.fsdd_fold); seed f <-> fold f
 
 
@@ -427,6 +460,10 @@ def _cpu_v3_digits() -> list[Experiment]:
                    variants=tuple((_lr_label(lr), {"lr": lr}) for lr in V3_DIGITS_LRS),
                    description="each digit model's peak learning rate, chosen on validation "
                    "(standard split, 15 epochs, seed 0; 96 runs, ~1.1 CPU h)"),
+        *(Experiment("lr-sweep-digits", {"fsdd": V3_DIGITS}, cells=(cell,), methods=(m,),
+                     seeds=(0,), variants=tuple((_lr_label(lr), {"lr": lr}) for lr in lrs),
+                     description=f"{cell} {m}'s rates above the shared range")
+          for (cell, m), lrs in V3_DIGITS_WIDER.items()),
     ]  # fmt: skip
     per = _lrs("fsdd", "gru", dose)
     if per is not None:

@@ -21,7 +21,7 @@ __all__ = ["CLAIMS_PLAIN", "PROFILE", "STUDY", "TASK_WORDS", "answer", "cause_se
 # The study the book reads, relative to the checkout: change it here to show another study.
 STUDY = "results/cpu"
 PROFILE = Path(STUDY).name  # the study profile that writes it (qrnn study ... --profile PROFILE)
-ROOT = Path(__file__).resolve().parent.parent  # the checkout (results/, book/)
+ROOT = Path(__file__).resolve().parents[2]  # the checkout (results/, book/)
 
 # the paper's claims in words a student knows, keyed on the number in claims.csv
 CLAIMS_PLAIN: dict[str, str] = {

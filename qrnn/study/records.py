@@ -138,7 +138,7 @@ def validate(rec: dict) -> list[str]:
 
 
 def _git(*args: str) -> str | None:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # the checkout
     try:
         r = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
