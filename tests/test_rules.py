@@ -10,18 +10,10 @@ import pytest
 import torch
 
 from qrnn.study import records
-from qrnn.study.loop import clip_gradients_
+from qrnn.study.loop import Diverged, LossMonitor, clip_gradients_
+from qrnn.study.outcome import learned
 from qrnn.study.runs import load_model
-from qrnn.study.train import (
-    Diverged,
-    LossMonitor,
-    RunConfig,
-    RunData,
-    evaluate,
-    learned,
-    run_id,
-    train,
-)
+from qrnn.study.train import RunConfig, RunData, evaluate, run_id, train
 
 V = 8
 SMALL = dict(task="ptb-char", hidden=16, embed=8, bptt=10, batch_size=4, threads=1,
@@ -92,7 +84,7 @@ def test_learned_flag_and_baseline(tmp_path):
 def test_zero_share_at_step_0_per_method(method, zero):
     # Glorot-uniform U(-a, a) per gate block; ternary's threshold is a/2 (half the weights
     # round to 0), pow2-ternary's 0.25 lies above a at these fans (all zero)
-    from qrnn.study.train import build_model, weight_stats
+    from qrnn.study.assemble import build_model, weight_stats
 
     torch.manual_seed(0)
     cfg = RunConfig(task="ptb-char", hidden=64, embed=32, init="glorot", **method)

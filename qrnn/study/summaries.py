@@ -85,10 +85,10 @@ def init_table(profile: str = "cpu", results: str | Path = "results", seed: int 
     """``init.csv``: for every group of the profile (experiment, task, cell, hidden size,
     budget, setting, method: :data:`qrnn.study.verdicts.GROUP`), the model of
     seed ``seed`` exactly as training builds it at step 0 (same init seed, same
-    :func:`qrnn.study.train.build_model`), and per recurrent tensor its share of exact zeros after
-    deterministic quantization, RMS and spectral norm (:func:`qrnn.study.train.weight_stats`): which
-    methods start disconnected (issue 12). Input sizes: PTB-char 50 symbols, digits 40
-    features (the loaders' defaults)."""
+    :func:`qrnn.study.assemble.build_model`), and per recurrent tensor its share of exact
+    zeros after deterministic quantization, RMS and spectral norm
+    (:func:`qrnn.study.assemble.weight_stats`): which methods start disconnected (issue 12).
+    Input sizes: PTB-char 50 symbols, digits 40 features (the loaders' defaults)."""
     import dataclasses
 
     import pandas as pd
