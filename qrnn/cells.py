@@ -118,49 +118,23 @@ def lstm_cell(x, state, w_ih, w_hh, b_ih=None, b_hh=None, gains=None) -> tuple[T
     return lstm_update(xa + ha, c)
 
 
-def reference_forward(
-    layer: nn.RNNBase, input, hx=None, weights=None, gains=None, *, pre=None, dropout=True
-):
-    """Run ``layer`` (a ``torch.nn`` or ``qrnn`` recurrent layer) with a Python time loop over
-    the reference cells. Same inputs and outputs as the layer, packed sequences included;
-    dropout between stacked layers in training mode as in ``torch.nn`` (``dropout=False``: none).
-
-    ``weights``: ``{name: tensor}``; default: the layer's deterministic quantized weights
-    (``layer.quantized_parameters(False)`` for qrnn layers, the parameters otherwise).
-    ``gains``: ``{suffix: (g_ih, g_hh)}`` (suffix ``_l0``, ``_l0_reverse``, ...) to layer-normalize
-    the pre-activations; default: the layer's own (``layer.layer_norm_gains()``) if it has them.
-    ``pre(x_t, h, suffix) -> (xa, ha)``: computes the pre-activations ``W_ih x_t + b_ih`` and
-    ``W_hh h + b_hh`` instead of the cells' affine maps (the integer path of
-    ``qrnn.hardware``); ``ha`` None means ``xa`` is already their sum (RNN, LSTM).
-    """
+def _reference_weights(layer: nn.RNNBase, weights, pre) -> dict:
+    """The matrices the cells use: none with ``pre``; else ``weights``, by default the layer's
+    deterministic quantized weights ``W_q = q(W)`` (its parameters for a ``torch.nn`` layer)."""
     if pre is not None:
-        weights = {}
-    elif weights is None:
-        if hasattr(layer, "quantized_parameters"):
-            weights = layer.quantized_parameters(False)
-        else:
-            weights = {n: getattr(layer, n) for n in layer._flat_weights_names}
-    if gains is None and getattr(layer, "layer_norm", False):
-        gains = layer.layer_norm_gains()
+        return {}
+    if weights is not None:
+        return weights
+    if hasattr(layer, "quantized_parameters"):
+        return layer.quantized_parameters(False)
+    return {n: getattr(layer, n) for n in layer._flat_weights_names}
+
+
+def _cell_step(layer: nn.RNNBase, weights: dict, gains, pre):
+    """``step(x_t, state, suffix) -> state'``: one time step of the layer's cell for the
+    weights of ``suffix`` (``_l0``, ``_l0_reverse``, ...), or the cell's update from the
+    caller's pre-activations ``pre``."""
     lstm = layer.mode == "LSTM"
-    dirs = 2 if layer.bidirectional else 1
-    packed = input if isinstance(input, PackedSequence) else None
-    if packed is not None:  # (T, B, I) in the caller's batch order, plus the lengths
-        x, lengths = pad_packed_sequence(packed)
-    else:
-        x = input.transpose(0, 1) if layer.batch_first else input  # (T, B, I)
-    unbatched = x.dim() == 2
-    if unbatched:
-        x = x.unsqueeze(1)
-    T, B = x.shape[:2]
-    # valid[t]: (B, 1) True while t < length (always True without packing)
-    valid = None if packed is None else (torch.arange(T).unsqueeze(1) < lengths).unsqueeze(-1)
-    zeros = x.new_zeros(layer.num_layers * dirs, B, layer.hidden_size)
-    if hx is None:
-        hx = (zeros, zeros.clone()) if lstm else zeros
-    elif unbatched:
-        hx = tuple(s.unsqueeze(1) for s in hx) if lstm else hx.unsqueeze(1)
-    h0, c0 = hx if lstm else (hx, None)
 
     def step(xt, state, sfx):
         if pre is not None:  # the caller's pre-activations, the cells' updates
@@ -177,34 +151,66 @@ def reference_forward(
             return gru_cell(xt, state, *w, gains=g)
         return rnn_cell(xt, state, *w, nonlinearity=layer.nonlinearity, gains=g)
 
-    h_n, c_n = [], []
-    for k in range(layer.num_layers):
-        if k and dropout and layer.dropout and layer.training:
-            x = nn.functional.dropout(x, layer.dropout, training=True)
-        outs = []
-        for d in range(dirs):
-            idx = k * dirs + d
-            sfx = f"_l{k}" + ("_reverse" if d else "")
-            state = (h0[idx], c0[idx]) if lstm else h0[idx]
-            ys = [None] * T
-            for t in range(T - 1, -1, -1) if d else range(T):
-                new = step(x[t], state, sfx)
-                if valid is not None:  # padded steps keep the state (and output zeros)
-                    m = valid[t].to(x.device)
-                    new = (
-                        tuple(torch.where(m, a, b) for a, b in zip(new, state, strict=True))
-                        if lstm
-                        else torch.where(m, new, state)
-                    )
-                state = new
-                y = state[0] if lstm else state
-                ys[t] = y if valid is None else y * valid[t].to(x.device)
-            outs.append(torch.stack(ys))
-            h_n.append(state[0] if lstm else state)
-            if lstm:
-                c_n.append(state[1])
-        x = torch.cat(outs, dim=-1)  # (T, B, dirs * H)
-    out, h_n = x, torch.stack(h_n)
+    return step
+
+
+def _time_major(layer: nn.RNNBase, input):
+    """The input as ``x`` (T, B, I) with its packing and lengths (``None`` unless packed) and
+    whether it came unbatched ((T, I), given a batch of one)."""
+    packed = input if isinstance(input, PackedSequence) else None
+    lengths = None
+    if packed is not None:  # (T, B, I) in the caller's batch order, plus the lengths
+        x, lengths = pad_packed_sequence(packed)
+    else:
+        x = input.transpose(0, 1) if layer.batch_first else input  # (T, B, I)
+    unbatched = x.dim() == 2
+    if unbatched:
+        x = x.unsqueeze(1)
+    return x, packed, lengths, unbatched
+
+
+def _initial_state(layer: nn.RNNBase, x: Tensor, hx, unbatched: bool):
+    """``(h_0, c_0)``, each (layers * directions, B, H): ``hx`` or zeros (``c_0`` None
+    unless LSTM)."""
+    lstm = layer.mode == "LSTM"
+    dirs = 2 if layer.bidirectional else 1
+    zeros = x.new_zeros(layer.num_layers * dirs, x.shape[1], layer.hidden_size)
+    if hx is None:
+        hx = (zeros, zeros.clone()) if lstm else zeros
+    elif unbatched:
+        hx = tuple(s.unsqueeze(1) for s in hx) if lstm else hx.unsqueeze(1)
+    return hx if lstm else (hx, None)
+
+
+def _run_direction(step, x: Tensor, state, sfx: str, valid, lstm: bool, reverse: bool):
+    """One direction of one layer through time, ``state_t = step(x_t, state_(t-1))`` (from
+    ``t = T`` down with ``reverse``): the outputs ``h_t`` stacked (T, B, H) and the last state.
+    ``valid[t]`` (B, 1) False on padding: there the state is kept and the output is zero."""
+    T = len(x)
+    ys = [None] * T
+    for t in range(T - 1, -1, -1) if reverse else range(T):
+        new = step(x[t], state, sfx)
+        if valid is not None:  # padded steps keep the state (and output zeros)
+            m = valid[t].to(x.device)
+            new = (
+                tuple(torch.where(m, a, b) for a, b in zip(new, state, strict=True))
+                if lstm
+                else torch.where(m, new, state)
+            )
+        state = new
+        y = state[0] if lstm else state
+        ys[t] = y if valid is None else y * valid[t].to(x.device)
+    return torch.stack(ys), state
+
+
+def _caller_layout(
+    layer: nn.RNNBase, out: Tensor, h_n: list, c_n: list, packed, lengths, unbatched
+):
+    """The outputs (T, B, dirs * H) and final states back in the caller's layout: unbatched,
+    packed as the input was (same batch_sizes and indices) or batch first; ``torch.nn``'s
+    ``(out, h_n)`` or, for the LSTM, ``(out, (h_n, c_n))``."""
+    lstm = layer.mode == "LSTM"
+    h_n = torch.stack(h_n)
     c_n = torch.stack(c_n) if lstm else None
     if unbatched:
         out, h_n = out.squeeze(1), h_n.squeeze(1)
@@ -220,3 +226,47 @@ def reference_forward(
     elif layer.batch_first:
         out = out.transpose(0, 1)
     return (out, (h_n, c_n)) if lstm else (out, h_n)
+
+
+def reference_forward(
+    layer: nn.RNNBase, input, hx=None, weights=None, gains=None, *, pre=None, dropout=True
+):
+    """Run ``layer`` (a ``torch.nn`` or ``qrnn`` recurrent layer) with a Python time loop over
+    the reference cells. Same inputs and outputs as the layer, packed sequences included;
+    dropout between stacked layers in training mode as in ``torch.nn`` (``dropout=False``: none).
+
+    ``weights``: ``{name: tensor}``; default: the layer's deterministic quantized weights
+    (``layer.quantized_parameters(False)`` for qrnn layers, the parameters otherwise).
+    ``gains``: ``{suffix: (g_ih, g_hh)}`` (suffix ``_l0``, ``_l0_reverse``, ...) to layer-normalize
+    the pre-activations; default: the layer's own (``layer.layer_norm_gains()``) if it has them.
+    ``pre(x_t, h, suffix) -> (xa, ha)``: computes the pre-activations ``W_ih x_t + b_ih`` and
+    ``W_hh h + b_hh`` instead of the cells' affine maps (the integer path of
+    ``qrnn.hardware``); ``ha`` None means ``xa`` is already their sum (RNN, LSTM).
+    """
+    weights = _reference_weights(layer, weights, pre)
+    if gains is None and getattr(layer, "layer_norm", False):
+        gains = layer.layer_norm_gains()
+    step = _cell_step(layer, weights, gains, pre)
+    lstm = layer.mode == "LSTM"
+    dirs = 2 if layer.bidirectional else 1
+    x, packed, lengths, unbatched = _time_major(layer, input)
+    T = x.shape[0]
+    # valid[t]: (B, 1) True while t < length (always True without packing)
+    valid = None if packed is None else (torch.arange(T).unsqueeze(1) < lengths).unsqueeze(-1)
+    h0, c0 = _initial_state(layer, x, hx, unbatched)
+    h_n, c_n = [], []
+    for k in range(layer.num_layers):
+        if k and dropout and layer.dropout and layer.training:
+            x = nn.functional.dropout(x, layer.dropout, training=True)
+        outs = []
+        for d in range(dirs):
+            idx = k * dirs + d
+            sfx = f"_l{k}" + ("_reverse" if d else "")
+            state = (h0[idx], c0[idx]) if lstm else h0[idx]
+            ys, state = _run_direction(step, x, state, sfx, valid, lstm, reverse=bool(d))
+            outs.append(ys)
+            h_n.append(state[0] if lstm else state)
+            if lstm:
+                c_n.append(state[1])
+        x = torch.cat(outs, dim=-1)  # (T, B, dirs * H)
+    return _caller_layout(layer, x, h_n, c_n, packed, lengths, unbatched)

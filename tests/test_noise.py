@@ -119,7 +119,7 @@ def test_per_step_jacobian_products_match_the_whole_map(mode):
     x = _x(4, 4)
     dyn = noise.layer_dynamics(layer)
     r = noise.noise_through_time(dyn, x, draws=1, seed=2, modes=(mode,), jacobian_modes=(mode,))
-    p = noise._path(dyn, x, mode, 0, 2, {})
+    p = noise.draw_path(dyn, x, mode, 0, 2, {})
 
     def whole(s0):
         s = s0

@@ -163,6 +163,35 @@ ZEROS = {"worse": "supported (no zeros costs accuracy at equal scale)",
          "better": "not required (no zeros is better at equal scale)"}  # fmt: skip
 
 
+def _cause_row(config: dict, by: dict, cause: str, mode: str, runs, dose: bool) -> dict:
+    """One verdict row of :func:`cause_verdicts` for ``config``, whose groups are ``by``
+    (method -> row): the works reading (:func:`_converged_reading`); for zeros with the run
+    rows, the reading at equal scale (:func:`equal_scale`), the works one kept beside it."""
+    verdict, at_budget, used = _converged_reading(cause, mode, by.get)
+    evidence = "; ".join(_evidence(r) for r in used if r is not None)
+    works = at_budget
+    eq = equal_scale(runs, config, mode) if cause == "zeros" and runs is not None else None
+    if eq is not None:
+        at_budget = ZEROS.get(eq["verdict"], "inconclusive")
+        pair = [by.get(f"ternary-{mode}"), by.get(f"binary-glorot-{mode}")]
+        still = any(r is not None and r.get("still_improving", 0) for r in pair)
+        verdict = "not converged at this budget" if still else at_budget
+        evidence = f"{eq['text']}; {evidence}"
+    return {
+        **config,
+        "cause": cause,
+        "mode": mode,
+        "verdict": verdict,
+        "verdict_at_budget": at_budget,
+        "verdict_works": works if cause == "zeros" else "",
+        "evidence": evidence,
+        "rule": RULES[cause],
+        "dose_response": ("present, not yet read" if dose else "not run yet")
+        if cause != "zeros"
+        else "",
+    }
+
+
 def cause_verdicts(causes, runs=None):
     """One row per configuration (:data:`CONFIG`), cause and mode: verdict, the verdict at
     the budget, the groups' evidence and the rule in words. ``causes`` is
@@ -182,36 +211,7 @@ def cause_verdicts(causes, runs=None):
         by = {m: r for m, r in zip(g["method"], g.to_dict("records"), strict=True)}
         for cause, modes in (("scale", ("det", "stoch")), ("noise", ("stoch",)),
                              ("zeros", ("det", "stoch"))):  # fmt: skip
-            for mode in modes:
-                verdict, at_budget, used = _converged_reading(cause, mode, by.get)
-                evidence = "; ".join(_evidence(r) for r in used if r is not None)
-                works = at_budget
-                eq = (
-                    equal_scale(runs, config, mode)
-                    if cause == "zeros" and runs is not None
-                    else None
-                )
-                if eq is not None:
-                    at_budget = ZEROS.get(eq["verdict"], "inconclusive")
-                    pair = [by.get(f"ternary-{mode}"), by.get(f"binary-glorot-{mode}")]
-                    still = any(r is not None and r.get("still_improving", 0) for r in pair)
-                    verdict = "not converged at this budget" if still else at_budget
-                    evidence = f"{eq['text']}; {evidence}"
-                rows.append(
-                    {
-                        **config,
-                        "cause": cause,
-                        "mode": mode,
-                        "verdict": verdict,
-                        "verdict_at_budget": at_budget,
-                        "verdict_works": works if cause == "zeros" else "",
-                        "evidence": evidence,
-                        "rule": RULES[cause],
-                        "dose_response": ("present, not yet read" if dose else "not run yet")
-                        if cause != "zeros"
-                        else "",
-                    }
-                )
+            rows += [_cause_row(config, by, cause, mode, runs, dose) for mode in modes]
     columns = [
         *keys,
         "cause",

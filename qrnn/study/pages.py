@@ -246,12 +246,80 @@ def _baselines() -> dict[str, dict[str, float]]:
     return out
 
 
+def _hero_points(ax, rows, scale: float) -> list[str]:
+    """One row per method (in :data:`METHOD_WORDS` order, the returned list): its mean test
+    metric times ``scale`` with the 95% interval over seeds; stochastic rounding hollow."""
+    from ..viz import METHOD_COLORS
+
+    order = [m for m in METHOD_WORDS if m in set(rows.method)]
+    for y, m in enumerate(order):
+        r = rows[rows.method == m].iloc[0]
+        hue = METHOD_COLORS[m.replace("-stoch", "-det") if m != "pow2-stoch" else m]
+        stoch = m.endswith("stoch")
+        ax.errorbar(scale * r.test_mean, y, xerr=[[scale * (r.test_mean - r.test_lo)],
+                    [scale * (r.test_hi - r.test_mean)]], fmt="o", ms=7, color=hue,
+                    mfc="white" if stoch else hue, mew=2, capsize=3,
+                    ls="none")  # fmt: skip
+    return order
+
+
+def _hero_references(task: str, rows, refs: dict, scale: float) -> list[tuple[float, str, str]]:
+    """The vertical lines ``(x, label, line style)``: the simplest baseline, the line where a
+    model stops working (``float_test + gain / 2``: half of full precision's gain over the
+    baseline kept) and the independent baselines of ``results/baselines`` (``refs``)."""
+    f = rows[rows.method == "float"].iloc[0]
+    limit = f.float_test + 0.5 * f.gain
+    lines = [
+        (scale * f.baseline, "simplest baseline", ":"),
+        (scale * limit, "← works | fails →", "--"),
+    ]
+    key = "ptb-char" if task == "PTB-char" else "fsdd"
+    for name in ("3-gram", "6-gram", "logistic regression"):
+        if name in refs.get(key, {}):
+            label = f"{name} (n-gram)" if "gram" in name else name
+            lines.append((scale * refs[key][name], label, "-."))
+    return lines
+
+
+def _draw_references(ax, lines: list[tuple[float, str, str]], scale: float) -> None:
+    """The reference lines across the panel, labelled in four staggered rows above the
+    methods; the x range widened to show them all."""
+    lo, hi = ax.get_xlim()
+    hi = max(hi, max(x for x, _, _ in lines) * 1.04)
+    ax.set_xlim(min(lo, 0.0) if scale != 1.0 else lo, hi)
+    for i, (x, label, ls) in enumerate(sorted(lines)):
+        ax.axvline(x, color="#666", ls=ls, lw=1.2)
+        right = x > lo + 0.55 * (hi - lo)
+        ax.text(
+            x,
+            -3.1 + 0.62 * (i % 4),
+            f" {label} ",
+            fontsize=10,
+            color="#333",
+            ha="center" if "|" in label else "right" if right else "left",
+            va="center",
+            bbox={"fc": "white", "ec": "none", "pad": 0.5},
+        )
+
+
+def _hero_panel(ax, task: str, rows, refs: dict) -> None:
+    """One task's panel of :func:`hero_figure` (bits per character, or error in %)."""
+    scale = 1.0 if task == "PTB-char" else 100.0
+    order = _hero_points(ax, rows, scale)
+    _draw_references(ax, _hero_references(task, rows, refs, scale), scale)
+    ax.set_yticks(range(len(order)), [METHOD_WORDS[m] for m in order], fontsize=11)
+    ax.set_ylim(len(order) - 0.4, -3.5)
+    unit = "test bits per character" if scale == 1.0 else "test error, %"
+    ax.set_title(TASK_WORDS.get(task, task), fontsize=12, loc="left", fontweight="bold")
+    ax.set_xlabel(f"{unit} (lower is better)", fontsize=11)
+    ax.tick_params(axis="x", labelsize=10)
+    ax.grid(axis="x", alpha=0.3)
+
+
 def hero_figure():
     """Test metric per method of claim 1's primary groups, with 95% intervals over seeds, the
     line where a model stops working and the independent baselines; ``None`` without records."""
     import matplotlib.pyplot as plt
-
-    from ..viz import METHOD_COLORS
 
     panels = [(t, rows) for t in ("PTB-char", "spoken digits")
               if (rows := primary_rows("1", t)) is not None and not rows.empty]  # fmt: skip
@@ -262,48 +330,5 @@ def hero_figure():
                              layout="constrained")  # fmt: skip
     axes = list(axes) if len(panels) > 1 else [axes]
     for ax, (task, rows) in zip(axes, panels, strict=True):
-        scale = 1.0 if task == "PTB-char" else 100.0
-        order = [m for m in METHOD_WORDS if m in set(rows.method)]
-        for y, m in enumerate(order):
-            r = rows[rows.method == m].iloc[0]
-            hue = METHOD_COLORS[m.replace("-stoch", "-det") if m != "pow2-stoch" else m]
-            stoch = m.endswith("stoch")
-            ax.errorbar(scale * r.test_mean, y, xerr=[[scale * (r.test_mean - r.test_lo)],
-                        [scale * (r.test_hi - r.test_mean)]], fmt="o", ms=7, color=hue,
-                        mfc="white" if stoch else hue, mew=2, capsize=3,
-                        ls="none")  # fmt: skip
-        f = rows[rows.method == "float"].iloc[0]
-        limit = f.float_test + 0.5 * f.gain
-        lines = [
-            (scale * f.baseline, "simplest baseline", ":"),
-            (scale * limit, "← works | fails →", "--"),
-        ]
-        key = "ptb-char" if task == "PTB-char" else "fsdd"
-        for name in ("3-gram", "6-gram", "logistic regression"):
-            if name in refs.get(key, {}):
-                label = f"{name} (n-gram)" if "gram" in name else name
-                lines.append((scale * refs[key][name], label, "-."))
-        lo, hi = ax.get_xlim()
-        hi = max(hi, max(x for x, _, _ in lines) * 1.04)
-        ax.set_xlim(min(lo, 0.0) if scale != 1.0 else lo, hi)
-        for i, (x, label, ls) in enumerate(sorted(lines)):
-            ax.axvline(x, color="#666", ls=ls, lw=1.2)
-            right = x > lo + 0.55 * (hi - lo)
-            ax.text(
-                x,
-                -3.1 + 0.62 * (i % 4),
-                f" {label} ",
-                fontsize=10,
-                color="#333",
-                ha="center" if "|" in label else "right" if right else "left",
-                va="center",
-                bbox={"fc": "white", "ec": "none", "pad": 0.5},
-            )
-        ax.set_yticks(range(len(order)), [METHOD_WORDS[m] for m in order], fontsize=11)
-        ax.set_ylim(len(order) - 0.4, -3.5)
-        unit = "test bits per character" if scale == 1.0 else "test error, %"
-        ax.set_title(TASK_WORDS.get(task, task), fontsize=12, loc="left", fontweight="bold")
-        ax.set_xlabel(f"{unit} (lower is better)", fontsize=11)
-        ax.tick_params(axis="x", labelsize=10)
-        ax.grid(axis="x", alpha=0.3)
+        _hero_panel(ax, task, rows, refs)
     return fig
