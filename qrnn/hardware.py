@@ -1,7 +1,6 @@
 """Multiplication-free inference of the quantized recurrent layers, operation counts and energy.
 
-Integer path (:func:`integer_forward`, :func:`integer_model_forward`)
---------------------------------------------------------------------
+**Integer path** (:func:`integer_forward`, :func:`integer_model_forward`).
 The two matrix-vector products of every step, ``W_ih x_t`` and ``W_hh h_{t-1}``, are computed
 in integers without multiplying by a weight:
 
@@ -23,8 +22,7 @@ term (exponential, e < 0) ``+ 2^-16`` per pow2 output shift ``+ 2^-17`` per scal
 per bias (:func:`preactivation_bound`). Over a sequence the rounding errors pass through the
 state; the tests check the outputs on real PTB-char and FSDD inputs to ``1e-3``.
 
-Operation counts and energy (:func:`step_ops`, :func:`energy_pj`)
------------------------------------------------------------------
+**Operation counts and energy** (:func:`step_ops`, :func:`energy_pj`).
 Per time step and sequence (batch 1) of a recurrent layer (all layers and directions), counted
 from the layer's actual quantized weights (zeros skipped, signs counted). Matrix-vector part per
 output row: one add per nonzero term after the first, one per bias, one to join the input and

@@ -28,12 +28,12 @@ def rounding_moments(
     each method's :meth:`~qrnn.quantizers.Quantizer.stochastic_moments`):
 
     * binary: mean ``clip(w, -H, H)``, var ``H^2 - mean^2`` (``H^2 - w^2``);
-    * ternary: p = clip(|w|/W0, 0, 1): mean ``W0 sign(w) p``, var ``W0^2 p(1-p)``
+    * ternary: ``p = clip(|w|/W0, 0, 1)``: mean ``W0 sign(w) p``, var ``W0^2 p(1-p)``
       (``W0|w| - w^2``);
     * pow2-ternary, grid step s: x = clip(w); lo = s floor(x/s): mean ``x``,
       var ``(x - lo)(lo + s - x)``;
-    * exponential: a = |w|, k = floor(log2 a), p = a/2^k - 1, exponents k, k+1 clipped to
-      [min_exp, max_exp] (e_lo, e_hi): mean ``sign(w)(2^e_lo (1-p) + 2^e_hi p)``, var
+    * exponential: ``a = |w|``, ``k = floor(log2 a)``, ``p = a/2^k - 1``, exponents k, k+1
+      clipped to [min_exp, max_exp] (e_lo, e_hi): mean ``sign(w)(2^e_lo (1-p) + 2^e_hi p)``, var
       ``(2^e_hi - 2^e_lo)^2 p(1-p)`` (``(|w| - 2^k)(2^(k+1) - |w|)``); w = 0 gives
       ``-2^min_exp`` exactly.
     """
