@@ -368,6 +368,11 @@ V3_LR: dict[tuple[str, str, str], float] = {
     ("fsdd", "lstm", "pow2-ternary"): 0.01,
     ("fsdd", "lstm", "exponential-det"): 0.01,
     ("fsdd", "lstm", "exponential-stoch"): 0.01,
+    ("fsdd", "rnn", "binary-stoch"): 0.03,
+    ("fsdd", "lstm", "ternary-det"): 0.03,
+    ("fsdd", "lstm", "ternary-stoch"): 0.03,
+    ("fsdd", "gru", "binary-stoch"): 0.1,
+    ("fsdd", "lstm", "binary-stoch"): 0.1,
 }  # fmt: skip
 
 
