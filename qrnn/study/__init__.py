@@ -1,28 +1,36 @@
-"""The study: the paper's grid as data, profiles, a resumable parallel runner, and summaries.
+"""The experiment layer: one run, many runs, and what they decide.
 
 The study reproduces Ott et al. 2016, *Recurrent Neural Networks With Limited Numerical
-Precision*, https://arxiv.org/abs/1608.06902.
+Precision*, https://arxiv.org/abs/1608.06902, on the library below it (``qrnn``,
+``qrnn.data``, ``qrnn.analysis``), which never imports this folder.
 
-An *experiment* is a base configuration crossed with axes (task x cell x method x seed).
-A *profile* sizes every experiment for a machine: ``smoke`` (CI, minutes), ``cpu`` (the
-default, sized for a 2-core machine; ``qrnn study status --cost`` gives its measured and
-estimated hours), ``paper`` (paper-scale settings for a GPU; every choice is ours, since the
-paper's settings were not published).
+**One run.** ``config`` (:class:`RunConfig`, every field with its allowed values, and the run
+id), ``assemble`` (its data and model), ``loop`` (epochs and steps), ``checkpoint`` (resume
+exactly), ``outcome`` (convergence, what was learned, the packed model), ``train`` (the run as
+a short story of those steps), ``records`` (``run.json`` and its environment), ``runs`` (run
+folders: find, status, load, export), ``runlock`` (one worker per run), ``files`` (what the
+command checks about folders), ``presets`` (named settings and a run-time estimate).
 
-Each run executes ``notebooks/train.ipynb`` through papermill; the executed notebook is kept
-next to the run record in ``results/<profile>/runs/<run-id>/``. Runs whose record is complete
-(or diverged) are skipped, so an interrupted study resumes where it stopped. Runs execute in
-parallel through ``concurrent.futures`` (local) or Dask distributed (``executor="dask"``).
+**Many runs.** An *experiment* is a base configuration crossed with axes (task x cell x method
+x seed, and named variants). A *profile* sizes every experiment for a machine: ``smoke`` (CI,
+minutes), ``cpu`` and ``cpu-v3`` (a 2-core machine; ``qrnn study status --cost`` gives measured
+and estimated hours), ``paper`` (paper-scale settings for a GPU; every choice is ours, since
+the paper's settings were not published). ``grid`` holds them as data; ``runner`` executes
+each run's ``notebooks/train.ipynb`` through papermill into ``results/<profile>/runs/<run-id>/``
+and skips finished runs, so an interrupted study resumes where it stopped (in parallel through
+``concurrent.futures`` or Dask distributed); ``lrsweep`` chooses each method's learning rate
+on validation; ``provenance`` lists records not made at a clean committed revision.
 
-One module per concern, their names importable from here:
+**What they decide.** ``tables`` (one row per run and per group, keyed on every setting that
+differs), ``verdicts`` (intervals over seeds and the verdict rules), ``evidence`` and
+``decisions`` (the paper's claims per task), ``causes`` and ``noise`` (claim 5: why
+binarization fails), ``summaries`` (``qrnn study summarize``), ``ptq`` and ``costs``
+(post-training quantization, packed sizes and operation counts), ``baselines`` (n-gram and
+non-recurrent references), ``pages`` (what the book reads and how it says it).
 
-* ``qrnn.study.grid``: methods, tasks, experiments, profiles, :func:`grid`;
-* ``qrnn.study.runner``: :func:`execute_run`, :func:`run_study`, :func:`status`, :func:`cost`;
-* ``qrnn.study.summaries``: :func:`summarize` (tables and claims: ``qrnn.study.tables``; it refuses
-  finished runs without labels in ``grid.json``, :func:`unlabelled`), :func:`init_table`,
-  :func:`unigram_baseline`;
-* ``qrnn.study.ptq``: :func:`post_training`, :func:`summarize_ptq`;
-* ``qrnn.study.costs``: :func:`hardware`, :func:`summarize_hardware`.
+Importable from here: :func:`grid`, :func:`experiments`, :func:`run_study`, :func:`status`,
+:func:`cost`, :func:`summarize`, :func:`claims`, :func:`post_training`, :func:`hardware` and
+the grid's constants.
 """
 
 from .costs import HARDWARE_SCHEMA, hardware, summarize_hardware
