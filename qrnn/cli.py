@@ -76,18 +76,16 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         helptext = f"{FIELD_HELP.get(f.name, '')} (default: {default!r})"
         if f.type in ("bool", bool):
-            g.add_argument(
-                flag, action=argparse.BooleanOptionalAction, default=default, help=helptext
-            )
+            g.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
+                           help=helptext)  # fmt: skip
         elif f.name == "quantizer_options":
             helptext = ("method options as a JSON object, e.g. '{\"scale\": \"glorot\"}' "
                         "(qrnn schemes lists each method's options) (default: {})")  # fmt: skip
             g.add_argument(flag, type=_json_dict, default=default, metavar="JSON", help=helptext)
         else:
             typ = {"int": int, "float": float, "str": str}[str(f.type)]
-            g.add_argument(
-                flag, type=typ, default=default, choices=choices.get(f.name), help=helptext
-            )
+            g.add_argument(flag, type=typ, default=default, choices=choices.get(f.name),
+                           help=helptext)  # fmt: skip
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -208,46 +206,14 @@ def _add_baselines(subparsers) -> None:
 
 
 def _study(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``qrnn study COMMAND``; a ValueError (bad --only, grid.json, record) ends in one line."""
     from . import study
 
     try:
         if args.study_command == "run":
-            outcomes = study.run_study(
-                args.profile, args.results, only=args.only, jobs=args.jobs,
-                threads=args.threads,
-                executor=args.executor, scheduler=args.scheduler, data_root=args.data,
-                quiet=args.quiet,
-            )  # fmt: skip
-            counts: dict[str, int] = {}
-            for o in outcomes:
-                counts[o["status"]] = counts.get(o["status"], 0) + 1
-                if o["status"] in ("failed", "running elsewhere"):
-                    print(f"  {o['status']:17s} {o['run_id']}: {o.get('detail') or '?'}")
-            print(f"{args.profile}: {len(outcomes)} runs: {json.dumps(counts)}")
-            return 0
+            return _study_run(args, study)
         if args.study_command == "status":
-            by = study.status(args.profile, args.results, args.only)
-            total = sum(len(v) for v in by.values())
-            finished = len(by["completed"]) + len(by["diverged"]) + len(by["failed"])
-            width = 30
-            filled = round(width * finished / total) if total else width
-            print(f"{args.profile} [{'#' * filled}{'.' * (width - filled)}] {finished}/{total}")
-            folder = study.runs_dir(args.results, args.profile)
-            for name, ids in by.items():
-                print(f"  {name:11s} {len(ids)}")
-                if args.verbose and name in ("running", "interrupted", "failed", "diverged"):
-                    for rid in ids:
-                        print(f"      {rid}{run_note(name, folder / rid)}")
-            from .study.provenance import provenance
-
-            bad = provenance(args.profile, args.results)  # records not from a clean ancestor
-            print(f"  provenance  {len(bad)} finished records not from a clean ancestor of HEAD")
-            for rid, why in bad if args.verbose else ():
-                print(f"      {rid}: {why}")
-            if args.cost:
-                table = study.cost(args.profile, args.results, args.cost, args.only)
-                print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-            return 0
+            return _study_status(args, study)
         if args.study_command == "ptq":
             made = study.post_training(args.profile, args.results, data_root=args.data)
             print(f"{len(made)} post-training records")
@@ -281,19 +247,67 @@ def _study(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             wrote = files.written(Path(args.results) / args.profile, before)
             print("wrote " + wrote[0] if wrote else "init.csv unchanged (equal to 1e-6)")
             return 0
-        folder = Path(args.results) / args.profile
-        before = files.stamps(folder)
-        if args.skip_unlabelled:
-            for rid, why in study.unlabelled(args.profile, args.results):
-                print(f"qrnn: left out {rid}: {why}", file=sys.stderr)
-        _, summary = study.summarize(args.profile, args.results, args.data,
-                                     skip_unlabelled=args.skip_unlabelled)  # fmt: skip
-        print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-        wrote = files.written(folder, before)
-        print("wrote " + ", ".join(wrote))
-        return 0
+        return _study_summarize(args, study)
     except ValueError as e:  # a bad --only, grid.json, record or model file: one line
         raise Refused(str(e)) from e
+
+
+def _study_run(args: argparse.Namespace, study) -> int:
+    """``qrnn study run``: run or resume the grid; names the runs that failed or are claimed."""
+    outcomes = study.run_study(
+        args.profile, args.results, only=args.only, jobs=args.jobs,
+        threads=args.threads,
+        executor=args.executor, scheduler=args.scheduler, data_root=args.data,
+        quiet=args.quiet,
+    )  # fmt: skip
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o["status"]] = counts.get(o["status"], 0) + 1
+        if o["status"] in ("failed", "running elsewhere"):
+            print(f"  {o['status']:17s} {o['run_id']}: {o.get('detail') or '?'}")
+    print(f"{args.profile}: {len(outcomes)} runs: {json.dumps(counts)}")
+    return 0
+
+
+def _study_status(args: argparse.Namespace, study) -> int:
+    """``qrnn study status``: progress, counts by status, provenance, ``--cost`` hours."""
+    by = study.status(args.profile, args.results, args.only)
+    total = sum(len(v) for v in by.values())
+    finished = len(by["completed"]) + len(by["diverged"]) + len(by["failed"])
+    width = 30
+    filled = round(width * finished / total) if total else width
+    print(f"{args.profile} [{'#' * filled}{'.' * (width - filled)}] {finished}/{total}")
+    folder = study.runs_dir(args.results, args.profile)
+    for name, ids in by.items():
+        print(f"  {name:11s} {len(ids)}")
+        if args.verbose and name in ("running", "interrupted", "failed", "diverged"):
+            for rid in ids:
+                print(f"      {rid}{run_note(name, folder / rid)}")
+    from .study.provenance import provenance
+
+    bad = provenance(args.profile, args.results)  # records not from a clean ancestor
+    print(f"  provenance  {len(bad)} finished records not from a clean ancestor of HEAD")
+    for rid, why in bad if args.verbose else ():
+        print(f"      {rid}: {why}")
+    if args.cost:
+        table = study.cost(args.profile, args.results, args.cost, args.only)
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    return 0
+
+
+def _study_summarize(args: argparse.Namespace, study) -> int:
+    """``qrnn study summarize``: runs.csv and summary.csv from the run records."""
+    folder = Path(args.results) / args.profile
+    before = files.stamps(folder)
+    if args.skip_unlabelled:
+        for rid, why in study.unlabelled(args.profile, args.results):
+            print(f"qrnn: left out {rid}: {why}", file=sys.stderr)
+    _, summary = study.summarize(args.profile, args.results, args.data,
+                                 skip_unlabelled=args.skip_unlabelled)  # fmt: skip
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    wrote = files.written(folder, before)
+    print("wrote " + ", ".join(wrote))
+    return 0
 
 
 def study_profiles() -> tuple[str, ...]:
@@ -320,14 +334,10 @@ def noise_parser(description: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--out", default=None)
     p.add_argument("--data-root", default=None)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="a RunConfig field of the models (init: built with it; trained: runs must have it), "
-        "e.g. --set embed=32 --set init=glorot; VALUE is read as JSON, else as a string",
-    )
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="a RunConfig field of the models (init: built with it; trained: runs "
+                   "must have it), e.g. --set embed=32 --set init=glorot; VALUE is read as "
+                   "JSON, else as a string")  # fmt: skip
     return p
 
 
@@ -347,6 +357,7 @@ def _data(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``qrnn`` parser: every command and its flags, ``--debug`` on each command."""
     from ._version import __version__
 
     p = OneLineParser(
@@ -356,7 +367,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     s = sub.add_parser("schemes", help="list the quantization methods, their options and bits")
     s.set_defaults(func=lambda a, _p: _schemes(a), subparser=s)
-
     t = sub.add_parser(
         "train",
         help="train one run and write its record",
@@ -370,7 +380,6 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.add_argument("--force", action="store_true", help="redo the run even if recorded")
     t.set_defaults(func=_train, subparser=t)
-
     sh = sub.add_parser("show", help="summarize a run record")
     sh.add_argument("run", help="run folder, run id, or a unique prefix of one")
     sh.add_argument("--results", default=None, metavar="FOLDER", help=RESULTS_HELP)
@@ -378,7 +387,19 @@ def build_parser() -> argparse.ArgumentParser:
     sh.set_defaults(func=_show, subparser=sh)
     _add_export(sub)  # qrnn export RUN --out FILE
     _add_baselines(sub)  # qrnn baselines --task ptb-char|fsdd
+    _add_data(sub)  # qrnn data verify
+    stsub = _add_study(sub)  # qrnn study COMMAND
+    _add_debug(p)
+    for name, sp in sub.choices.items():
+        if name not in ("study", "data"):
+            _add_debug(sp)
+    for sp in stsub.choices.values():
+        _add_debug(sp)
+    return p
 
+
+def _add_data(sub) -> None:
+    """Register ``qrnn data verify`` on the ``qrnn`` subparsers."""
     d = sub.add_parser("data", help="check the data files (mirror and cache)")
     dsub = d.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
     dv = dsub.add_parser("verify", help="hash every data file again and name each bad one")
@@ -387,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     dv.set_defaults(func=_data, subparser=dv)
     _add_debug(dv)
 
+
+def _add_study(sub):
+    """Register ``qrnn study COMMAND`` on the ``qrnn`` subparsers; returns its subparsers."""
     st = sub.add_parser("study", help="run, watch and summarize the study grid")
     stsub = st.add_subparsers(dest="study_command", required=True, metavar="STUDY_COMMAND")
     for name, helptext in (
@@ -394,14 +418,11 @@ def build_parser() -> argparse.ArgumentParser:
         ("status", "done / running / failed / diverged counts"),
         ("summarize", "write runs.csv and summary.csv from the run records"),
         ("ptq", "quantize the trained float runs after training (no retraining): ptq.csv"),
-        (
-            "hardware",
-            "pack the trained runs, count operations and energy, run the integer "
-            "path: hardware.csv",
-        ),
+        ("hardware", "pack the trained runs, count operations and energy, run the integer "
+         "path: hardware.csv"),
         ("init-table", "each method's weights at step 0 (zero shares, norms): init.csv"),
         ("choose-lr", "each method's learning rate from the lr-sweep runs: lr_choice.csv"),
-    ):
+    ):  # fmt: skip
         sp = stsub.add_parser(name, help=helptext)
         sp.add_argument("--profile", default="cpu", choices=study_profiles(),
                         help="grid size (default: cpu)")  # fmt: skip
@@ -428,13 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="summarize without the finished runs that have no labels in "
                             "grid.json (default: refuse, naming them)")  # fmt: skip
         sp.set_defaults(func=_study, subparser=sp)
-    _add_debug(p)
-    for name, sp in sub.choices.items():
-        if name not in ("study", "data"):
-            _add_debug(sp)
-    for sp in stsub.choices.values():
-        _add_debug(sp)
-    return p
+    return stsub
 
 
 def error_line(e: BaseException) -> str:

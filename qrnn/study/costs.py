@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from .grid import grid
+from .grid import Run, grid
 from .ptq import cached_data, run_keys, trained_dir, write_timed_record
 from .runs import runs_dir
 from .tables import MAIN_GRID
@@ -40,14 +40,6 @@ def hardware(
     evaluation of the same quantized model. One record per run:
     ``results/<profile>/hardware/<run-id>.json`` (schema ``qrnn.hardware/1``); existing
     records are kept. Returns the records."""
-    import tempfile
-
-    import torch
-
-    from ..data import speech_batches
-    from ..export import load_packed, pack_model, size_report
-    from ..hardware import energy_pj, integer_model_forward, step_ops
-    from .config import LM_TASKS
     from .runs import load_model
 
     out_dir = Path(results) / profile / "hardware"
@@ -64,47 +56,80 @@ def hardware(
             continue
         t0 = time.perf_counter()
         model, _ = load_model(run_dir)
-        cfg = run.config
-        data = cached_data(cache, cfg, data_root)
-        lm = cfg.task in LM_TASKS
-        if lm:
-            inputs = (data.test[:seq_len].unsqueeze(1),)  # (T, 1)
-        else:
-            x, lens, _ = next(iter(speech_batches(data.test, recordings, shuffle=False)))
-            inputs = (x, lens)
-        with torch.no_grad():
-            ref = model(*inputs)
-            ref = ref[0] if isinstance(ref, tuple) else ref
-            with tempfile.TemporaryDirectory() as tmp:
-                f = Path(tmp) / "model.npz"
-                pack_model(model, f, {"run_id": run.run_id})
-                size = size_report(model, f)
-                back = load_packed(f)(*inputs)
-            back = back[0] if isinstance(back, tuple) else back
-            integer_diff = integer_agree = None
-            if cfg.scheme != "float":
-                out = integer_model_forward(model, *inputs)
-                out = out[0] if isinstance(out, tuple) else out
-                integer_diff = float((out - ref).abs().max())
-                integer_agree = float((out.argmax(-1) == ref.argmax(-1)).double().mean())
-        ops = step_ops(model.rnn)
-        rec_hw = {
-            "schema": HARDWARE_SCHEMA,
-            **run.labels(),
-            "run_id": run.run_id,
-            "scheme": cfg.scheme,
-            "size": size,
-            "unpacked_identical": bool(torch.equal(back, ref)),
-            "ops_per_step": ops,
-            "energy_pj_per_step": {"sram": energy_pj(ops, "sram"), "dram": energy_pj(ops, "dram")},
-            "integer_max_abs_diff": integer_diff,
-            "integer_same_prediction": integer_agree,
-            "integer_inputs": f"first {seq_len} test characters"
-            if lm
-            else f"first {recordings} test recordings",
-        }
+        data = cached_data(cache, run.config, data_root)
+        rec_hw = _hardware_record(run, model, data, seq_len, recordings)
         made.append(write_timed_record(path, rec_hw, t0))
     return made
+
+
+def _hardware_record(run: Run, model, data, seq_len: int, recordings: int) -> dict:
+    """The hardware record of one trained run (``model``; ``data``: its task's data), less
+    the time and environment (:func:`qrnn.study.ptq.write_timed_record` adds those)."""
+    from ..hardware import energy_pj, step_ops
+    from .config import LM_TASKS
+
+    cfg = run.config
+    lm = cfg.task in LM_TASKS
+    inputs = _test_inputs(data, lm, seq_len, recordings)
+    size, identical, integer_diff, integer_agree = _packed_and_integer(model, inputs, run)
+    ops = step_ops(model.rnn)
+    return {
+        "schema": HARDWARE_SCHEMA,
+        **run.labels(),
+        "run_id": run.run_id,
+        "scheme": cfg.scheme,
+        "size": size,
+        "unpacked_identical": identical,
+        "ops_per_step": ops,
+        "energy_pj_per_step": {"sram": energy_pj(ops, "sram"), "dram": energy_pj(ops, "dram")},
+        "integer_max_abs_diff": integer_diff,
+        "integer_same_prediction": integer_agree,
+        "integer_inputs": f"first {seq_len} test characters"
+        if lm
+        else f"first {recordings} test recordings",
+    }
+
+
+def _test_inputs(data, lm: bool, seq_len: int, recordings: int) -> tuple:
+    """The model's inputs for the hardware checks: the first ``seq_len`` test characters as
+    one ``(T, 1)`` sequence (language models), else the first ``recordings`` test recordings
+    and their lengths."""
+    from ..data import speech_batches
+
+    if lm:
+        return (data.test[:seq_len].unsqueeze(1),)  # (T, 1)
+    x, lens, _ = next(iter(speech_batches(data.test, recordings, shuffle=False)))
+    return (x, lens)
+
+
+def _packed_and_integer(model, inputs: tuple, run: Run) -> tuple:
+    """``(size, identical, integer_diff, integer_agree)`` on ``inputs``: the packed file's size
+    report, whether the model packed and loaded back gives outputs identical to the float
+    evaluation's, and the integer path's largest deviation from those outputs and its share of
+    equal predictions (both None for a float run)."""
+    import tempfile
+
+    import torch
+
+    from ..export import load_packed, pack_model, size_report
+    from ..hardware import integer_model_forward
+
+    with torch.no_grad():
+        ref = model(*inputs)
+        ref = ref[0] if isinstance(ref, tuple) else ref
+        with tempfile.TemporaryDirectory() as tmp:
+            f = Path(tmp) / "model.npz"
+            pack_model(model, f, {"run_id": run.run_id})
+            size = size_report(model, f)
+            back = load_packed(f)(*inputs)
+        back = back[0] if isinstance(back, tuple) else back
+        integer_diff = integer_agree = None
+        if run.config.scheme != "float":
+            out = integer_model_forward(model, *inputs)
+            out = out[0] if isinstance(out, tuple) else out
+            integer_diff = float((out - ref).abs().max())
+            integer_agree = float((out.argmax(-1) == ref.argmax(-1)).double().mean())
+    return size, bool(torch.equal(back, ref)), integer_diff, integer_agree
 
 
 def summarize_hardware(profile: str = "cpu", results: str | Path = "results"):

@@ -178,26 +178,7 @@ def experiments(profile: str) -> list[Experiment]:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     fsdd_common = {"batch_size": 32, "lr": 3e-3, "input_norm": "batch", "early_stop": 4}
     if profile == "smoke":
-        lm = _lm(hidden=16, epochs=2, bptt=20, batch_size=8, train_limit=4000, eval_limit=2000)
-        sp = {**fsdd_common, "hidden": 8, "epochs": 2, "batch_size": 16, "train_limit": 64,
-              "eval_limit": 32}  # fmt: skip
-        return [
-            Experiment(
-                "main",
-                {"ptb-char": lm, "fsdd": {**TASKS["fsdd"], **sp}},
-                cells=("gru",),
-                methods=("float", "binary-det", "ternary-stoch"),
-                seeds=(0,),
-                description="the whole pipeline on tiny settings",
-            ),
-            Experiment(
-                "overfit",
-                {"ptb-char": {**lm, "epochs": 3, "early_stop": 0}},
-                cells=("lstm",),
-                methods=("float", "ternary-stoch"),
-                seeds=(0,),
-            ),
-        ]
+        return _smoke_experiments(fsdd_common)
     if profile == "cpu":
         return _cpu_experiments(fsdd_common)
     if profile == "cpu-v3":
@@ -207,6 +188,36 @@ def experiments(profile: str) -> list[Experiment]:
                    train_limit=8000, eval_limit=4000)  # fmt: skip
         return [Experiment("window", {"ptb-char": tiny}, cells=("lstm",),
                            methods=WINDOW_METHODS, seeds=(0,))]  # fmt: skip
+    return _paper_experiments(fsdd_common)
+
+
+def _smoke_experiments(fsdd_common: dict) -> list[Experiment]:
+    """The smoke profile: the whole pipeline on tiny settings, one seed."""
+    lm = _lm(hidden=16, epochs=2, bptt=20, batch_size=8, train_limit=4000, eval_limit=2000)
+    sp = {**fsdd_common, "hidden": 8, "epochs": 2, "batch_size": 16, "train_limit": 64,
+          "eval_limit": 32}  # fmt: skip
+    return [
+        Experiment(
+            "main",
+            {"ptb-char": lm, "fsdd": {**TASKS["fsdd"], **sp}},
+            cells=("gru",),
+            methods=("float", "binary-det", "ternary-stoch"),
+            seeds=(0,),
+            description="the whole pipeline on tiny settings",
+        ),
+        Experiment(
+            "overfit",
+            {"ptb-char": {**lm, "epochs": 3, "early_stop": 0}},
+            cells=("lstm",),
+            methods=("float", "ternary-stoch"),
+            seeds=(0,),
+        ),
+    ]
+
+
+def _paper_experiments(fsdd_common: dict) -> list[Experiment]:
+    """The paper profile: the GPU window, the main grid at the paper's sizes and claim 3's
+    overfitting experiment."""
     # paper: PTB-char 1 layer x 1000 units, BPTT 100, batch 64 (our choices), on study v3's
     # recipe (cosine to 1e-5 over the budget, per-tensor clipping, no early stop); the PTB
     # runs take each method's rate chosen by the cpu-v3 sweep once it is decided (else 2e-3)

@@ -78,18 +78,7 @@ def post_training(
             t0 = time.perf_counter()
             with torch.no_grad():
                 test = evaluate(post_training_quantize(model, scheme), data.test, cfg)
-            trained = next(
-                (
-                    r
-                    for r in grid(profile)
-                    if r.experiment == run.experiment
-                    and r.task == run.task
-                    and r.cell == run.cell
-                    and r.seed == run.seed
-                    and r.method == method
-                ),
-                None,
-            )  # fmt: skip  (the training-time counterpart, when the profile has one)
+            trained = _trained_counterpart(profile, run, method)
             ptq = {
                 "schema": PTQ_SCHEMA,
                 **run.labels(),
@@ -104,6 +93,23 @@ def post_training(
             }
             made.append(write_timed_record(path, ptq, t0))
     return made
+
+
+def _trained_counterpart(profile: str, run: Run, method: str) -> Run | None:
+    """The run of ``profile`` trained with ``method`` in the float run ``run``'s place (same
+    experiment, task, cell and seed), or None when the profile has none."""
+    return next(
+        (
+            r
+            for r in grid(profile)
+            if r.experiment == run.experiment
+            and r.task == run.task
+            and r.cell == run.cell
+            and r.seed == run.seed
+            and r.method == method
+        ),
+        None,
+    )
 
 
 def write_timed_record(path: Path, rec: dict, t0: float) -> dict:

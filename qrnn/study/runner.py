@@ -140,32 +140,11 @@ def run_study(
     ``executor="dask"``: submit to the Dask scheduler at ``scheduler`` (``None`` starts a
     ``LocalCluster``).
     """
-    if executor not in ("local", "dask"):
-        raise ValueError(f"unknown executor {executor!r}; choose local or dask")
-    cores = os.cpu_count() or 1
-    if jobs is None:
-        jobs = cores if executor == "local" else 1
-    if jobs < 1:
-        raise ValueError(f"jobs must be at least 1, got {jobs}")
-    if threads is not None and threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
-    threads = threads or max(1, cores // jobs)
+    jobs, threads = _workers(executor, jobs, threads)
     runs = grid(profile, only, threads=threads)
-    # experiment by experiment (in the profile's order), seed-major inside each: a complete
-    # headline grid for seed 0 arrives first if the study is cut short
-    rank = {e.name: k for k, e in enumerate(experiments(profile))}  # variants keep their order
-    order = sorted(
-        range(len(runs)),
-        key=lambda i: (rank[runs[i].experiment.partition("@")[0]], runs[i].seed, i),
-    )
+    order = _run_order(profile, runs)
     out = runs_dir(results, profile)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as e:
-        raise ValueError(f"results folder {out} is not writable: {e}") from e
+    _writable(out)
     _write_manifest(out.parent, profile, runs)
     outcomes: dict[int, dict] = {}
     from tqdm.auto import tqdm
@@ -179,42 +158,92 @@ def run_study(
         if on_result is not None:
             on_result(runs[i], res)
 
-    args = (str(out), data_root)
     try:
         if executor == "local":
-            from concurrent.futures import ThreadPoolExecutor, as_completed
-
-            # threads suffice: each run is its own papermill kernel process
-            with ThreadPoolExecutor(max_workers=jobs) as pool:
-                futs = {pool.submit(execute_run, runs[i], *args): i for i in order}
-                try:
-                    for f in as_completed(futs):
-                        done(futs[f], f.result())
-                except BaseException:
-                    for f in futs:
-                        f.cancel()
-                    raise
+            _run_local(runs, order, jobs, str(out), data_root, done)
         else:
-            from dask.distributed import Client, LocalCluster, as_completed
-
-            # silence_logs=ERROR: a worker whose papermill kernel is still exiting at shutdown
-            # is killed with a WARNING that reads like a failure of a study that succeeded
-            cluster = (
-                LocalCluster(n_workers=jobs, threads_per_worker=1, silence_logs=logging.ERROR)
-                if not scheduler
-                else None
-            )
-            with Client(scheduler or cluster) as client:
-                futs = client.map(execute_run, [runs[i] for i in order], results=args[0],
-                                  data_root=data_root, pure=False)  # fmt: skip
-                index = {f.key: i for f, i in zip(futs, order, strict=True)}
-                for f in as_completed(futs):
-                    done(index[f.key], f.result())
-            if cluster is not None:
-                cluster.close()
+            _run_dask(runs, order, jobs, scheduler, str(out), data_root, done)
     finally:
         bar.close()
     return [outcomes[i] for i in sorted(outcomes)]
+
+
+def _workers(executor: str, jobs: int | None, threads: int | None) -> tuple[int, int]:
+    """``(jobs, threads)`` of :func:`run_study`, checked, with their defaults filled in."""
+    if executor not in ("local", "dask"):
+        raise ValueError(f"unknown executor {executor!r}; choose local or dask")
+    cores = os.cpu_count() or 1
+    if jobs is None:
+        jobs = cores if executor == "local" else 1
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    return jobs, threads or max(1, cores // jobs)
+
+
+def _run_order(profile: str, runs: list[Run]) -> list[int]:
+    """Indices of ``runs`` in the order they are started: experiment by experiment (in the
+    profile's order), seed-major inside each, so that a complete headline grid for seed 0
+    arrives first if the study is cut short."""
+    rank = {e.name: k for k, e in enumerate(experiments(profile))}  # variants keep their order
+    return sorted(
+        range(len(runs)),
+        key=lambda i: (rank[runs[i].experiment.partition("@")[0]], runs[i].seed, i),
+    )
+
+
+def _writable(out: Path) -> None:
+    """Create the runs folder ``out``; a ValueError naming it if it cannot be written to."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"results folder {out} is not writable: {e}") from e
+
+
+def _run_local(runs: list[Run], order: list[int], jobs: int, results: str,
+               data_root: str | None, done: Callable[[int, dict], None]) -> None:  # fmt: skip
+    """Execute ``runs`` in ``order``, ``jobs`` at a time in this process; ``done(i, outcome)``
+    as each finishes. An error (e.g. Ctrl-C) cancels the runs not started yet."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    # threads suffice: each run is its own papermill kernel process
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futs = {pool.submit(execute_run, runs[i], results, data_root): i for i in order}
+        try:
+            for f in as_completed(futs):
+                done(futs[f], f.result())
+        except BaseException:
+            for f in futs:
+                f.cancel()
+            raise
+
+
+def _run_dask(runs: list[Run], order: list[int], jobs: int, scheduler: str | None,
+              results: str, data_root: str | None,
+              done: Callable[[int, dict], None]) -> None:  # fmt: skip
+    """Execute ``runs`` in ``order`` on the Dask scheduler at ``scheduler`` (else on a
+    ``LocalCluster`` of ``jobs`` one-thread workers); ``done(i, outcome)`` as each finishes."""
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    # silence_logs=ERROR: a worker whose papermill kernel is still exiting at shutdown
+    # is killed with a WARNING that reads like a failure of a study that succeeded
+    cluster = (
+        LocalCluster(n_workers=jobs, threads_per_worker=1, silence_logs=logging.ERROR)
+        if not scheduler
+        else None
+    )
+    with Client(scheduler or cluster) as client:
+        futs = client.map(execute_run, [runs[i] for i in order], results=results,
+                          data_root=data_root, pure=False)  # fmt: skip
+        index = {f.key: i for f, i in zip(futs, order, strict=True)}
+        for f in as_completed(futs):
+            done(index[f.key], f.result())
+    if cluster is not None:
+        cluster.close()
 
 
 def _write_manifest(folder: Path, profile: str, runs: list[Run]) -> None:
