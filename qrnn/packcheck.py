@@ -91,6 +91,16 @@ def header_problems(meta: dict) -> list[str]:
             out.append(f"blobs.{k} must be {{nbytes: integer >= 0, sha256: 64 hex digits}}")
     if not isinstance(methods, list) or not isinstance(tensors, list):
         return [*out, "methods and tensors must be lists"]
+    bits = _method_bits(methods, out)
+    if out:
+        return out
+    extents = _tensor_extents(tensors, blobs, bits, out)
+    return out + _tiling_problems(extents, blobs)
+
+
+def _method_bits(methods: list, out: list[str]) -> list[int | None]:
+    """The code width of each entry of ``methods`` (``None``: not a known method); what is
+    wrong with an entry is appended to ``out``."""
     bits = []
     for i, m in enumerate(methods):
         try:
@@ -105,8 +115,12 @@ def header_problems(meta: dict) -> list[str]:
             if m.get("bits") != b:
                 out.append(f"methods[{i}]: {m['scheme']} codes have {b} bits, not {m.get('bits')}")
         bits.append(b)
-    if out:
-        return out
+    return bits
+
+
+def _tensor_extents(tensors: list, blobs: dict, bits: list[int], out: list[str]) -> dict:
+    """``{member: [(start byte, end byte, tensor name)]}`` of the well-formed ``tensors``
+    entries (``bits``: the code width of each method); what is wrong is appended to ``out``."""
     extents: dict[str, list[tuple[int, int, str]]] = {k: [] for k in blobs}
     names = set()
     for i, e in enumerate(tensors):
@@ -125,7 +139,7 @@ def header_problems(meta: dict) -> list[str]:
         count = math.prod(shape)
         if store == "codes":
             m, scale = e.get("method"), e.get("scale")
-            if not (isinstance(m, int) and 0 <= m < len(methods)):
+            if not (isinstance(m, int) and 0 <= m < len(bits)):
                 out.append(f"{name}: method {m!r} is not an index into methods")
                 continue
             if not (isinstance(scale, int | float) and math.isfinite(scale) and scale >= 0):
@@ -138,6 +152,13 @@ def header_problems(meta: dict) -> list[str]:
         else:
             size, unit = count, _DTYPES[store[4:]].itemsize
         extents[store].append((off * unit, (off + size) * unit, name))
+    return extents
+
+
+def _tiling_problems(extents: dict, blobs: dict) -> list[str]:
+    """Overlaps and gaps between the tensors of each member, and a member whose tensors do not
+    fill exactly its declared ``nbytes``."""
+    out = []
     for store, ext in extents.items():
         end, total = 0, blobs[store]["nbytes"]
         for lo, hi, name in sorted(ext):
@@ -166,62 +187,80 @@ def read_verified(path: Path) -> tuple[dict, dict[str, np.ndarray], str]:
             f"not a {FORMAT} file: no .npz (ZIP) directory (truncated, or not an export?): {e}"
         ) from None
     with zf:
-        infos = {i.filename: i for i in zf.infolist()}
-        if len(infos) != len(zf.infolist()):
-            raise PackedFormatError("the archive names a member twice")
-        for i in infos.values():
-            if i.compress_type != zipfile.ZIP_STORED or i.file_size != i.compress_size:
-                raise PackedFormatError(f"member {i.filename!r} is compressed; {FORMAT} stores")
-            if i.header_offset + i.file_size > size:
-                raise PackedFormatError(
-                    f"member {i.filename!r} declares {i.file_size} bytes beyond the file's "
-                    f"{size} (truncated?)"
-                )
-        if "meta.npy" not in infos:
-            raise PackedFormatError(f"no 'meta' member; not a {FORMAT} file")
-        raw_meta = read_member(zf, infos["meta.npy"], MAX_META_BYTES).tobytes()
-        try:
-            meta = json.loads(raw_meta.decode())
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise PackedFormatError(f"the header (meta) is not valid JSON: {e}") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise PackedFormatError(f"not a {FORMAT} file (its header names no such format)")
-        version = meta.get("version")
-        if isinstance(version, bool) or version not in READABLE:
-            raise PackedFormatError(
-                f"{FORMAT} format version {version!r}; this qrnn reads versions "
-                f"{', '.join(map(str, READABLE))}"
-            )
-        checked = "structure"
-        if version >= 2:
-            _check_digest(raw_meta, meta)
-            checked = CHECKSUM
+        infos = _directory(zf, size)
+        meta, checked = _read_header(zf, infos)
         problems = header_problems(meta)
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise PackedFormatError(f"malformed header: {problems[0]}{more}")
-        blobs = meta["blobs"]
-        expected = {"meta.npy", *(f"{k}.npy" for k in blobs)}
-        if set(infos) != expected:
-            raise PackedFormatError(
-                f"members {sorted(infos)} differ from those the header names {sorted(expected)}"
-            )
-        members = {}
-        for k, info in blobs.items():
-            if infos[f"{k}.npy"].file_size < info["nbytes"]:
-                raise PackedFormatError(
-                    f"member {k!r} holds {infos[f'{k}.npy'].file_size} bytes, the header "
-                    f"declares {info['nbytes']}"
-                )
-            a = read_member(zf, infos[f"{k}.npy"], info["nbytes"])
-            if a.nbytes != info["nbytes"]:
-                raise PackedFormatError(
-                    f"member {k!r} has {a.nbytes} bytes, expected {info['nbytes']}"
-                )
-            if hashlib.sha256(a.tobytes()).hexdigest() != info["sha256"]:
-                raise PackedFormatError(f"member {k!r} fails its sha256 check; the file is corrupt")
-            members[k] = a
+        members = _read_members(zf, infos, meta["blobs"])
     return meta, members, checked
+
+
+def _directory(zf: zipfile.ZipFile, size: int) -> dict[str, zipfile.ZipInfo]:
+    """``{name: info}`` of the archive's members: each named once, stored uncompressed and
+    inside the file's ``size`` bytes, ``meta.npy`` among them."""
+    infos = {i.filename: i for i in zf.infolist()}
+    if len(infos) != len(zf.infolist()):
+        raise PackedFormatError("the archive names a member twice")
+    for i in infos.values():
+        if i.compress_type != zipfile.ZIP_STORED or i.file_size != i.compress_size:
+            raise PackedFormatError(f"member {i.filename!r} is compressed; {FORMAT} stores")
+        if i.header_offset + i.file_size > size:
+            raise PackedFormatError(
+                f"member {i.filename!r} declares {i.file_size} bytes beyond the file's "
+                f"{size} (truncated?)"
+            )
+    if "meta.npy" not in infos:
+        raise PackedFormatError(f"no 'meta' member; not a {FORMAT} file")
+    return infos
+
+
+def _read_header(zf: zipfile.ZipFile, infos: dict) -> tuple[dict, str]:
+    """``(meta, checked)``: the header as JSON, of this format and a readable version, its
+    digest checked (version 2: ``checked`` is ``"meta_sha256"``, else ``"structure"``)."""
+    raw_meta = read_member(zf, infos["meta.npy"], MAX_META_BYTES).tobytes()
+    try:
+        meta = json.loads(raw_meta.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PackedFormatError(f"the header (meta) is not valid JSON: {e}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise PackedFormatError(f"not a {FORMAT} file (its header names no such format)")
+    version = meta.get("version")
+    if isinstance(version, bool) or version not in READABLE:
+        raise PackedFormatError(
+            f"{FORMAT} format version {version!r}; this qrnn reads versions "
+            f"{', '.join(map(str, READABLE))}"
+        )
+    checked = "structure"
+    if version >= 2:
+        _check_digest(raw_meta, meta)
+        checked = CHECKSUM
+    return meta, checked
+
+
+def _read_members(zf: zipfile.ZipFile, infos: dict, blobs: dict) -> dict[str, np.ndarray]:
+    """``{member: flat array}`` of the members the header names in ``blobs`` (exactly those
+    and ``meta.npy`` in the archive), each of its declared size and sha256."""
+    expected = {"meta.npy", *(f"{k}.npy" for k in blobs)}
+    if set(infos) != expected:
+        raise PackedFormatError(
+            f"members {sorted(infos)} differ from those the header names {sorted(expected)}"
+        )
+    members = {}
+    for k, info in blobs.items():
+        if infos[f"{k}.npy"].file_size < info["nbytes"]:
+            raise PackedFormatError(
+                f"member {k!r} holds {infos[f'{k}.npy'].file_size} bytes, the header "
+                f"declares {info['nbytes']}"
+            )
+        a = read_member(zf, infos[f"{k}.npy"], info["nbytes"])
+        if a.nbytes != info["nbytes"]:
+            raise PackedFormatError(f"member {k!r} has {a.nbytes} bytes, expected {info['nbytes']}")
+        if hashlib.sha256(a.tobytes()).hexdigest() != info["sha256"]:
+            raise PackedFormatError(f"member {k!r} fails its sha256 check; the file is corrupt")
+        members[k] = a
+    return members
 
 
 def _check_digest(raw: bytes, meta: dict) -> None:

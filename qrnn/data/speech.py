@@ -49,18 +49,8 @@ from .sources import (
 from .sources import FileSpec as _FileSpec
 from .sources import cache_dir as resolve_cache_dir
 
-__all__ = [
-    "FSDD_SPEAKERS",
-    "FSDD_URL",
-    "AudioError",
-    "FeatureConfig",
-    "SpeechData",
-    "SpeechSplit",
-    "compute_features",
-    "fsdd_manifest",
-    "load_fsdd",
-    "read_wav",
-]
+__all__ = ["FSDD_SPEAKERS", "FSDD_URL", "AudioError", "FeatureConfig", "SpeechData", "SpeechSplit",
+           "compute_features", "fsdd_manifest", "load_fsdd", "read_wav"]  # fmt: skip
 
 FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/v1.0.10.tar.gz"
 FSDD_SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
@@ -253,9 +243,8 @@ def _download_recordings(url: str, dest: Path, entries, log, progress: bool) -> 
 
 def _resolve_recordings(root, cache, download_ok, entries, url, progress) -> tuple[Path, str]:
     with verified_log(cache) as log:
-        candidates = ([("mirror", root / RECORDINGS)] if root is not None else []) + [
-            ("cache", cache / RECORDINGS)
-        ]
+        places = (("mirror", root), ("cache", cache))  # no mirror without a root
+        candidates = [(origin, p / RECORDINGS) for origin, p in places if p is not None]
         for origin, folder in candidates:
             if folder.is_dir():
                 _verify_folder(folder, entries, origin, log)
@@ -353,6 +342,51 @@ def _stratified_pick(idx: list[int], labels: list[int], fraction: float, gen) ->
     return picked
 
 
+def _split_ids(split: str, names: list[str], fields, fraction: float, seed: int, held) -> tuple:
+    """``(train, valid, test)`` recording indices of ``split``; ``fields``: each recording's
+    digit, speaker and index, ``held``: the test and the validation speakers."""
+    (digits, speakers, index), (test_speakers, valid_speakers) = fields, held
+    gen, all_idx = torch.Generator().manual_seed(seed), range(len(names))
+    if split == "standard":
+        test = [i for i in all_idx if index[i] <= 4]
+        rest = [i for i in all_idx if index[i] > 4]
+        valid = _stratified_pick(rest, digits, fraction, gen)
+    elif split.startswith("fold"):  # valid_fraction and seed play no part
+        part = {k: v.tolist() for k, v in fsdd_fold(names, int(split[4:]), k=10).items()}
+        test, valid, rest = part["test"], set(part["valid"]), part["train"] + part["valid"]
+    else:
+        test = [i for i in all_idx if speakers[i] in test_speakers]
+        rest = [i for i in all_idx if speakers[i] not in test_speakers]
+        if valid_speakers:
+            valid = {i for i in rest if speakers[i] in valid_speakers}
+        else:
+            valid = _stratified_pick(rest, digits, fraction, gen)
+    train = [i for i in rest if i not in valid]
+    if not train:
+        raise ValueError(f"the {split!r} split leaves no training recordings")
+    return train, sorted(valid), test
+
+
+def _normalised_splits(raw: list[torch.Tensor], cfg: FeatureConfig, parts, fields, names):
+    """``([train, valid, test], mean, std)``: the ``parts`` (index lists) as splits, features cut
+    to ``cfg.max_frames`` and normalised with the mean and std of the training frames."""
+    digits, speakers, _ = fields
+    if cfg.max_frames is not None:
+        raw = [f[: cfg.max_frames] for f in raw]
+    frames = torch.cat([raw[i] for i in parts[0]])
+    mean, std = frames.mean(0), frames.std(0).clamp_min(1e-5)
+    splits = [
+        SpeechSplit(
+            [(raw[i] - mean) / std for i in ids],
+            torch.tensor([digits[i] for i in ids], dtype=torch.long),
+            [speakers[i] for i in ids],
+            [names[i] for i in ids],
+        )
+        for ids in parts
+    ]
+    return splits, mean, std
+
+
 def load_fsdd(
     split: str = "standard",
     features: FeatureConfig = FeatureConfig(),
@@ -381,52 +415,18 @@ def load_fsdd(
     entries = parse_manifest(text)
     manifest_sha = hashlib.sha256(text.encode()).hexdigest()
     names = [n for n, _ in entries]
-    digits, speakers, index = zip(*map(_parse_name, names), strict=True) if names else ((), (), ())
-    known = set(speakers)
+    fields = tuple(zip(*map(_parse_name, names), strict=True)) if names else ((), (), ())
+    known = set(fields[1])
     for s in (*test_speakers, *valid_speakers):
         if split == "speakers" and s not in known:
             raise UnknownDatasetError(f"unknown FSDD speaker {s!r}; known: {sorted(known)}")
     if split == "speakers" and set(test_speakers) & set(valid_speakers):
         raise ValueError("test_speakers and valid_speakers overlap")
-
     root_p, cache = data_root(root), resolve_cache_dir(cache_dir)
     folder, origin = _resolve_recordings(root_p, cache, download, entries, url, progress)
     raw, feat_origin = _features(folder, names, features, cache, features.key(manifest_sha))
-
-    gen = torch.Generator().manual_seed(seed)
-    all_idx = range(len(names))
-    if split == "standard":
-        test = [i for i in all_idx if index[i] <= 4]
-        rest = [i for i in all_idx if index[i] > 4]
-        valid = _stratified_pick(rest, digits, valid_fraction, gen)
-    elif split.startswith("fold"):  # valid_fraction and seed play no part
-        part = {k: v.tolist() for k, v in fsdd_fold(names, int(split[4:]), k=10).items()}
-        test, valid, rest = part["test"], set(part["valid"]), part["train"] + part["valid"]
-    else:
-        test = [i for i in all_idx if speakers[i] in test_speakers]
-        rest = [i for i in all_idx if speakers[i] not in test_speakers]
-        if valid_speakers:
-            valid = {i for i in rest if speakers[i] in valid_speakers}
-        else:
-            valid = _stratified_pick(rest, digits, valid_fraction, gen)
-    train = [i for i in rest if i not in valid]
-    valid = sorted(valid)
-    if not train:
-        raise ValueError(f"the {split!r} split leaves no training recordings")
-
-    if features.max_frames is not None:
-        raw = [f[: features.max_frames] for f in raw]
-    frames = torch.cat([raw[i] for i in train])
-    mean, std = frames.mean(0), frames.std(0).clamp_min(1e-5)
-
-    def make(ids: list[int]) -> SpeechSplit:
-        return SpeechSplit(
-            [(raw[i] - mean) / std for i in ids],
-            torch.tensor([digits[i] for i in ids], dtype=torch.long),
-            [speakers[i] for i in ids],
-            [names[i] for i in ids],
-        )
-
+    parts = _split_ids(split, names, fields, valid_fraction, seed, (test_speakers, valid_speakers))
+    splits, mean, std = _normalised_splits(raw, features, parts, fields, names)
     info = {
         "recordings": len(names),
         "recordings_sha256": manifest_sha,
@@ -437,4 +437,4 @@ def load_fsdd(
         "test_speakers": list(test_speakers) if split == "speakers" else None,
         "valid_speakers": list(valid_speakers) if split == "speakers" else None,
     }
-    return SpeechData(make(train), make(valid), make(test), split, features, mean, std, info)
+    return SpeechData(*splits, split, features, mean, std, info)

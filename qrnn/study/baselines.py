@@ -167,28 +167,7 @@ def digits_baseline(
             for s in segments
         }
         if split == "standard" and folds:
-            parts = (d.train, d.valid, d.test)
-            feats = [f for p in parts for f in p.features]
-            labels = np.concatenate([np.asarray(p.labels) for p in parts])
-            rec_names = [n for p in parts for n in p.names]
-            for s in segments:
-                rows = [
-                    pooled.evaluate_fold(feats, labels, rec_names, f, folds, s)
-                    for f in range(folds)
-                ]
-                wrong = sum(r["test_errors"] for r in rows)
-                count = sum(r["test_count"] for r in rows)
-                errs = [r["test_error"] for r in rows]
-                results["folds"][names[s]] = {
-                    "k": folds,
-                    "test_errors": wrong,
-                    "test_count": count,
-                    "test_error": wrong / count,
-                    "test_error_interval": list(pooled.wilson(wrong, count)),
-                    "fold_test_error_mean": float(np.mean(errs)),
-                    "fold_test_error_sd": float(np.std(errs, ddof=1)),
-                    "per_fold": [{k: v for k, v in r.items() if k != "grid"} for r in rows],
-                }
+            results["folds"].update(_fold_results(d, segments, names, folds))
     rec["config"] = {
         "splits": list(splits),
         "poolings": {v: k for k, v in names.items()},
@@ -199,6 +178,32 @@ def digits_baseline(
     }
     rec["results"], rec["data"] = results, data
     return _finish(rec, t0)
+
+
+def _fold_results(d, segments: Sequence[int], names: dict[int, str], folds: int) -> dict:
+    """``{pooling: result}``: the pooled regression on each fold of the ``folds``-fold partition
+    of all of ``d``'s recordings, per pooling, with the errors pooled over the folds."""
+    parts = (d.train, d.valid, d.test)
+    feats = [f for p in parts for f in p.features]
+    labels = np.concatenate([np.asarray(p.labels) for p in parts])
+    rec_names = [n for p in parts for n in p.names]
+    out = {}
+    for s in segments:
+        rows = [pooled.evaluate_fold(feats, labels, rec_names, f, folds, s) for f in range(folds)]
+        wrong = sum(r["test_errors"] for r in rows)
+        count = sum(r["test_count"] for r in rows)
+        errs = [r["test_error"] for r in rows]
+        out[names[s]] = {
+            "k": folds,
+            "test_errors": wrong,
+            "test_count": count,
+            "test_error": wrong / count,
+            "test_error_interval": list(pooled.wilson(wrong, count)),
+            "fold_test_error_mean": float(np.mean(errs)),
+            "fold_test_error_sd": float(np.std(errs, ddof=1)),
+            "per_fold": [{k: v for k, v in r.items() if k != "grid"} for r in rows],
+        }
+    return out
 
 
 def _finish(rec: dict, t0: float) -> dict:

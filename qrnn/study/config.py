@@ -109,77 +109,9 @@ class RunConfig:
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field and what is allowed."""
-
-        def choice(name: str, allowed) -> None:
-            v = getattr(self, name)
-            if v not in allowed:
-                raise ValueError(f"{name}={v!r} is not allowed; choose one of {', '.join(allowed)}")
-
-        def at_least(name: str, lo, integer: bool = True) -> None:
-            v = getattr(self, name)
-            ok = isinstance(v, int) if integer else isinstance(v, int | float)
-            if isinstance(v, bool) or not ok or v < lo or (not integer and not math.isfinite(v)):
-                kind = "an integer" if integer else "a number"
-                raise ValueError(f"{name}={v!r} is not allowed; it must be {kind} >= {lo}")
-
-        choice("task", TASKS)
-        choice("split", FSDD_SPLITS)
-        choice("cell", tuple(CELLS))
-        choice("scheme", SCHEMES)
-        choice("input_norm", ("none", "batch"))
-        choice("pool", ("last", "mean"))
-        choice("clip_shadow", ("auto", "on", "off"))
-        choice("optimizer", ("adam", "sgd"))
-        choice("init", INITS)
-        if self.weight_noise not in WEIGHT_NOISE:
-            from ..layers import noise_quantizer
-
-            noise_quantizer(self.weight_noise)  # METHOD:SCALE, or one line naming what is allowed
-        choice("lr_schedule", LR_SCHEDULES)
-        choice("clip_mode", CLIP_MODES)
-        if self.weight_noise != "none" and self.scheme != "float":
-            raise ValueError(
-                f"weight_noise={self.weight_noise!r} needs scheme='float' (got {self.scheme!r}): "
-                "the noise replaces the rounding"
-            )
-        for name in ("layers", "hidden", "epochs", "bptt", "batch_size"):
-            at_least(name, 1)
-        for name in ("embed", "lr_patience", "early_stop", "train_limit", "eval_limit", "seed"):
-            at_least(name, 0)
-        at_least("threads", 0)
-        for name in ("weight_decay", "min_lr", "clip_grad"):
-            at_least(name, 0, integer=False)
-        at_least("diverge_factor", 1, integer=False)
-        if not (isinstance(self.lr, int | float) and 0 < self.lr < 10):
-            raise ValueError(f"lr={self.lr!r} is not allowed; it must be a number in (0, 10)")
-        if not (isinstance(self.lr_decay, int | float) and 0 < self.lr_decay <= 1):
-            raise ValueError(f"lr_decay={self.lr_decay!r} is not allowed; it must be in (0, 1]")
-        if not (isinstance(self.dropout, int | float) and 0 <= self.dropout < 1):
-            raise ValueError(f"dropout={self.dropout!r} is not allowed; it must be in [0, 1)")
-        if not isinstance(self.quantizer_options, dict):
-            raise ValueError(f"quantizer_options must be a dict, got {self.quantizer_options!r}")
-        quantizer(self.scheme, **self.quantizer_options)  # raises on unknown options
-        if self.stochastic and self.scheme == "float":
-            raise ValueError("stochastic=True is not allowed with scheme='float'")
-        if self.bidirectional and self.task != "fsdd":
-            raise ValueError("bidirectional=True is only allowed for task 'fsdd'")
-        if self.embed and self.task == "fsdd":  # the digits' input is features: no embedding
-            raise ValueError(f"embed={self.embed!r} is not allowed for task 'fsdd'; it must be 0")
-        dev = str(self.device)
-        if not (dev in ("auto", "cpu", "cuda") or (dev[:5] == "cuda:" and dev[5:].isdigit())):
-            raise ValueError(f"device={self.device!r} is not allowed; use auto, cpu, cuda, cuda:N")
-        for name in (
-            "bidirectional",
-            "stochastic",
-            "quantize_input",
-            "quantize_recurrent",
-            "quantize_bias",
-            "quantize_io",
-            "weight_norm",
-            "layer_norm",
-        ):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        _check_choices(self)
+        _check_numbers(self)
+        _check_combinations(self)
 
     # ------------------------------------------------------------------ identity
     def resolved(self) -> dict:
@@ -196,6 +128,93 @@ class RunConfig:
         if self.clip_shadow == "auto":  # binary, ternary, pow2-ternary
             return quantizer(self.scheme, **self.quantizer_options).clips_by_default
         return self.clip_shadow == "on"
+
+
+def _choice(cfg: RunConfig, name: str, allowed) -> None:
+    """Refuse a field whose value is not one of ``allowed``."""
+    v = getattr(cfg, name)
+    if v not in allowed:
+        raise ValueError(f"{name}={v!r} is not allowed; choose one of {', '.join(allowed)}")
+
+
+def _at_least(cfg: RunConfig, name: str, lo, integer: bool = True) -> None:
+    """Refuse a field that is not an integer (``integer=False``: a finite number) >= ``lo``."""
+    v = getattr(cfg, name)
+    ok = isinstance(v, int) if integer else isinstance(v, int | float)
+    if isinstance(v, bool) or not ok or v < lo or (not integer and not math.isfinite(v)):
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"{name}={v!r} is not allowed; it must be {kind} >= {lo}")
+
+
+def _check_choices(cfg: RunConfig) -> None:
+    """The fields with a fixed set of values, and weight noise only on float weights."""
+    _choice(cfg, "task", TASKS)
+    _choice(cfg, "split", FSDD_SPLITS)
+    _choice(cfg, "cell", tuple(CELLS))
+    _choice(cfg, "scheme", SCHEMES)
+    _choice(cfg, "input_norm", ("none", "batch"))
+    _choice(cfg, "pool", ("last", "mean"))
+    _choice(cfg, "clip_shadow", ("auto", "on", "off"))
+    _choice(cfg, "optimizer", ("adam", "sgd"))
+    _choice(cfg, "init", INITS)
+    if cfg.weight_noise not in WEIGHT_NOISE:
+        from ..layers import noise_quantizer
+
+        noise_quantizer(cfg.weight_noise)  # METHOD:SCALE, or one line naming what is allowed
+    _choice(cfg, "lr_schedule", LR_SCHEDULES)
+    _choice(cfg, "clip_mode", CLIP_MODES)
+    if cfg.weight_noise != "none" and cfg.scheme != "float":
+        raise ValueError(
+            f"weight_noise={cfg.weight_noise!r} needs scheme='float' (got {cfg.scheme!r}): "
+            "the noise replaces the rounding"
+        )
+
+
+def _check_numbers(cfg: RunConfig) -> None:
+    """Sizes, counts, rates and factors, each in its range."""
+    for name in ("layers", "hidden", "epochs", "bptt", "batch_size"):
+        _at_least(cfg, name, 1)
+    for name in ("embed", "lr_patience", "early_stop", "train_limit", "eval_limit", "seed"):
+        _at_least(cfg, name, 0)
+    _at_least(cfg, "threads", 0)
+    for name in ("weight_decay", "min_lr", "clip_grad"):
+        _at_least(cfg, name, 0, integer=False)
+    _at_least(cfg, "diverge_factor", 1, integer=False)
+    if not (isinstance(cfg.lr, int | float) and 0 < cfg.lr < 10):
+        raise ValueError(f"lr={cfg.lr!r} is not allowed; it must be a number in (0, 10)")
+    if not (isinstance(cfg.lr_decay, int | float) and 0 < cfg.lr_decay <= 1):
+        raise ValueError(f"lr_decay={cfg.lr_decay!r} is not allowed; it must be in (0, 1]")
+    if not (isinstance(cfg.dropout, int | float) and 0 <= cfg.dropout < 1):
+        raise ValueError(f"dropout={cfg.dropout!r} is not allowed; it must be in [0, 1)")
+
+
+def _check_combinations(cfg: RunConfig) -> None:
+    """The quantizer's options, settings that only some tasks or schemes allow, the device and
+    the true/false fields."""
+    if not isinstance(cfg.quantizer_options, dict):
+        raise ValueError(f"quantizer_options must be a dict, got {cfg.quantizer_options!r}")
+    quantizer(cfg.scheme, **cfg.quantizer_options)  # raises on unknown options
+    if cfg.stochastic and cfg.scheme == "float":
+        raise ValueError("stochastic=True is not allowed with scheme='float'")
+    if cfg.bidirectional and cfg.task != "fsdd":
+        raise ValueError("bidirectional=True is only allowed for task 'fsdd'")
+    if cfg.embed and cfg.task == "fsdd":  # the digits' input is features: no embedding
+        raise ValueError(f"embed={cfg.embed!r} is not allowed for task 'fsdd'; it must be 0")
+    dev = str(cfg.device)
+    if not (dev in ("auto", "cpu", "cuda") or (dev[:5] == "cuda:" and dev[5:].isdigit())):
+        raise ValueError(f"device={cfg.device!r} is not allowed; use auto, cpu, cuda, cuda:N")
+    for name in (
+        "bidirectional",
+        "stochastic",
+        "quantize_input",
+        "quantize_recurrent",
+        "quantize_bias",
+        "quantize_io",
+        "weight_norm",
+        "layer_norm",
+    ):
+        if not isinstance(getattr(cfg, name), bool):
+            raise ValueError(f"{name} must be true or false, got {getattr(cfg, name)!r}")
 
 
 def config_from_dict(d: dict) -> RunConfig:

@@ -296,56 +296,66 @@ def groups(runs, baselines: list[dict] | None = None):
     refs = {}
     for b in baselines or []:
         refs.setdefault(b["task"], []).append(b)
-    rows = []
-    for key, g in runs.groupby(GROUP, sort=False, dropna=False):
-        metric = g["metric"].iloc[0]
-        margin = MARGINS.get(metric, 0.0)
-        gap = interval(g["gap_to_float"])
-        test = interval(g["test"])
-        baseline = float(g["baseline"].mean())
-        float_mean = float(g["float_test"].mean())
-        row = {
-            **dict(zip(GROUP, key, strict=True)),
-            "metric": metric,
-            "n": len(g),
-            "completed": int((g["status"] == "completed").sum()),
-            "diverged": int((g["status"] == "diverged").sum()),
-            "learned": int(g["learned"].fillna(False).astype(bool).sum()),
-            "beats_baseline": int((g["test"] < g["baseline"]).sum()),  # = learned, by name
-            "still_improving": int(g["still_improving"].fillna(False).astype(bool).sum()),
-            "test_mean": test["mean"], "test_std": test["sd"],
-            "test_lo": test["lo"], "test_hi": test["hi"],
-            "gap_mean": gap["mean"], "gap_lo": gap["lo"], "gap_hi": gap["hi"],
-            "gap_sd": gap["sd"], "n_paired": gap["n"], "margin": margin,
-            "p_better": p_below(gap["mean"], gap["sd"], gap["n"]),
-            "p_worse": p_above(gap["mean"], gap["sd"], gap["n"]),
-            "p_similar": p_similar(gap["mean"], gap["sd"], gap["n"], margin),
-            "baseline": baseline, "float_test": float_mean, "gain": baseline - float_mean,
-        }  # fmt: skip
-        tested = int(g["test"].notna().sum())
-        if tested == 0:
-            row["verdict"] = "diverged"
-        else:
-            row["verdict"] = group_verdict(gap["lo"], gap["hi"], margin, n=gap["n"])
-            if row["method"] == "float":
-                row["verdict"] = "reference"
-        for i, share in enumerate(WORKS_AT):
-            state = "diverged" if tested == 0 else works_state(row, share)
-            row["works" if i == 0 else f"works_{share}"] = state
-        row["gain_lost"], row["gain_lost_lo"], row["gain_lost_hi"] = (
-            v / row["gain"] if row["gain"] > 0 else math.nan
-            for v in (gap["mean"], gap["lo"], gap["hi"])
-        )
-        row["vs_reference"] = _standing(test["lo"], test["hi"], test["mean"],
-                                        refs.get(row["task"], []))  # fmt: skip
-        row.update({
-            "zero_init": float(g["zero_init"].mean()),
-            "epochs_mean": float(g["epochs"].mean()),
-            "steps_mean": float(g["steps"].mean()), "seen_mean": float(g["seen"].mean()),
-            "wall_s_mean": float(g["wall_s"].mean()),
-        })  # fmt: skip
-        rows.append(row)
+    rows = [_group_row(key, g, refs) for key, g in runs.groupby(GROUP, sort=False, dropna=False)]
     return pd.DataFrame(rows)
+
+
+def _group_row(key: tuple, g, refs: dict[str, list[dict]]) -> dict:
+    """The row of one group (``key``: its :data:`GROUP` values, ``g``: its runs) as
+    :func:`groups` describes it; ``refs``: the independent baselines per task."""
+    metric = g["metric"].iloc[0]
+    margin = MARGINS.get(metric, 0.0)
+    gap = interval(g["gap_to_float"])
+    test = interval(g["test"])
+    baseline = float(g["baseline"].mean())
+    float_mean = float(g["float_test"].mean())
+    row = {
+        **dict(zip(GROUP, key, strict=True)),
+        "metric": metric,
+        "n": len(g),
+        "completed": int((g["status"] == "completed").sum()),
+        "diverged": int((g["status"] == "diverged").sum()),
+        "learned": int(g["learned"].fillna(False).astype(bool).sum()),
+        "beats_baseline": int((g["test"] < g["baseline"]).sum()),  # = learned, by name
+        "still_improving": int(g["still_improving"].fillna(False).astype(bool).sum()),
+        "test_mean": test["mean"], "test_std": test["sd"],
+        "test_lo": test["lo"], "test_hi": test["hi"],
+        "gap_mean": gap["mean"], "gap_lo": gap["lo"], "gap_hi": gap["hi"],
+        "gap_sd": gap["sd"], "n_paired": gap["n"], "margin": margin,
+        "p_better": p_below(gap["mean"], gap["sd"], gap["n"]),
+        "p_worse": p_above(gap["mean"], gap["sd"], gap["n"]),
+        "p_similar": p_similar(gap["mean"], gap["sd"], gap["n"], margin),
+        "baseline": baseline, "float_test": float_mean, "gain": baseline - float_mean,
+    }  # fmt: skip
+    _judge(row, gap, tested=int(g["test"].notna().sum()))
+    row["vs_reference"] = _standing(test["lo"], test["hi"], test["mean"],
+                                    refs.get(row["task"], []))  # fmt: skip
+    row.update({
+        "zero_init": float(g["zero_init"].mean()),
+        "epochs_mean": float(g["epochs"].mean()),
+        "steps_mean": float(g["steps"].mean()), "seen_mean": float(g["seen"].mean()),
+        "wall_s_mean": float(g["wall_s"].mean()),
+    })  # fmt: skip
+    return row
+
+
+def _judge(row: dict, gap: dict, tested: int) -> None:
+    """Add to a group's ``row`` its verdict, its ``works`` states at each share of
+    :data:`WORKS_AT` and ``gain_lost`` (gap / gain, with its interval); ``tested``: how many of
+    its runs have a test metric."""
+    if tested == 0:
+        row["verdict"] = "diverged"
+    else:
+        row["verdict"] = group_verdict(gap["lo"], gap["hi"], row["margin"], n=gap["n"])
+        if row["method"] == "float":
+            row["verdict"] = "reference"
+    for i, share in enumerate(WORKS_AT):
+        state = "diverged" if tested == 0 else works_state(row, share)
+        row["works" if i == 0 else f"works_{share}"] = state
+    row["gain_lost"], row["gain_lost_lo"], row["gain_lost_hi"] = (
+        v / row["gain"] if row["gain"] > 0 else math.nan
+        for v in (gap["mean"], gap["lo"], gap["hi"])
+    )
 
 
 def summarize(profile: str, results: str | Path = "results"):
