@@ -177,3 +177,34 @@ def _packed(run: Path):
     from qrnn.study.records import load_record
 
     return load_packed(run / "model.npz"), load_record(run)
+
+
+def test_the_committed_tables_regenerate_from_their_records(tmp_path):
+    """``qrnn study summarize`` on a copy of the committed study rewrites its tables as
+    committed: the same rows and columns, the same words (verdicts, rules), and numbers equal
+    to what summing the same records on another CPU allows (1e-9 relative)."""
+    import shutil
+
+    import pandas as pd
+
+    from qrnn.study import summarize
+
+    if not RUNS.is_dir():
+        pytest.skip("no committed study")
+    shutil.copytree(
+        RUNS.parent, tmp_path / "cpu", ignore=shutil.ignore_patterns("*.npz", "*.ipynb")
+    )
+    shutil.copytree(ROOT / "results" / "baselines", tmp_path / "baselines")
+    summarize("cpu", tmp_path)
+    for name in ("runs.csv", "summary.csv", "claims.csv"):
+        new = pd.read_csv(tmp_path / "cpu" / name, keep_default_na=False)
+        old = pd.read_csv(RUNS.parent / name, keep_default_na=False)
+        assert list(new.columns) == list(old.columns) and len(new) == len(old), name
+        for col in old.columns:
+            a = pd.to_numeric(old[col].astype(str), errors="coerce").astype(float)
+            b = pd.to_numeric(new[col].astype(str), errors="coerce").astype(float)
+            if old[col].dtype.kind == "f" or (a.notna().any() and (a.notna() == b.notna()).all()):
+                close = (a - b).abs() <= 1e-9 * a.abs().clip(lower=1)
+                assert (close | (a.isna() & b.isna())).all(), (name, col)
+            else:
+                assert (old[col].astype(str) == new[col].astype(str)).all(), (name, col)
