@@ -32,6 +32,7 @@ from .decisions import (
     rescue_groups,
     works_state,
 )
+from .outcome import convergence
 from .records import load_record
 from .runs import GRID_LABELS, read_grid, runs_dir
 from .verdicts import GROUP, MARGINS, group_verdict, interval, p_above, p_below, p_similar
@@ -182,7 +183,19 @@ def _row(rec: dict, lab: dict) -> dict:
         "zero_init": sum(q_init) / len(q_init) if q_init else 0.0,
         "packed": (rec.get("packed") or {}).get("file"),
         "diverged_trend": diverged_trend(rec),
+        **_convergence_keys(rec),
     }
+
+
+def _convergence_keys(rec: dict) -> dict:
+    """The written convergence rule on the record's epochs (:func:`qrnn.study.outcome.
+    convergence`): the learning rate of its last epoch, annealed (<= 1/4 of the peak), flat,
+    converged (both). Empty for a run without epochs."""
+    if not rec["epochs"]:
+        return {"lr_final": math.nan, "annealed": False, "flat": False, "converged": False}
+    c = convergence(rec)
+    return {"lr_final": c["lr_final"], "annealed": c["annealed"], "flat": c["flat"],
+            "converged": c["converged"]}  # fmt: skip
 
 
 def collect(profile: str, results: str | Path = "results") -> list[dict]:
@@ -300,6 +313,11 @@ def groups(runs, baselines: list[dict] | None = None):
     return pd.DataFrame(rows)
 
 
+def _count(g, col: str) -> int:
+    """How many of a group's runs have ``col`` true (0 when the runs lack the column)."""
+    return int(g[col].fillna(False).astype(bool).sum()) if col in g else 0
+
+
 def _group_row(key: tuple, g, refs: dict[str, list[dict]]) -> dict:
     """The row of one group (``key``: its :data:`GROUP` values, ``g``: its runs) as
     :func:`groups` describes it; ``refs``: the independent baselines per task."""
@@ -335,6 +353,8 @@ def _group_row(key: tuple, g, refs: dict[str, list[dict]]) -> dict:
         "epochs_mean": float(g["epochs"].mean()),
         "steps_mean": float(g["steps"].mean()), "seen_mean": float(g["seen"].mean()),
         "wall_s_mean": float(g["wall_s"].mean()),
+        "converged": _count(g, "converged"),
+        "lr_final_mean": float(g["lr_final"].mean()) if "lr_final" in g else math.nan,
     })  # fmt: skip
     return row
 
