@@ -316,21 +316,20 @@ def study_profiles() -> tuple[str, ...]:
     return PROFILES
 
 
-def noise_parser(description: str | None = None) -> argparse.ArgumentParser:
-    """The flags of ``python -m qrnn.study.noise`` (:func:`qrnn.study.noise.main`)."""
+def _add_noise(sub) -> None:
+    """Register ``qrnn noise``: noise through time (:func:`qrnn.study.noise.noise_study`)."""
     from .analysis.noisetime import MODES
 
-    p = argparse.ArgumentParser(prog="python -m qrnn.study.noise", description=description)
-    p.add_argument("--task", default="ptb-char")
-    p.add_argument("--cell", default="lstm")
-    p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--draws", type=int, default=32)
-    p.add_argument("--seq-len", type=int, default=100)
+    p = sub.add_parser("noise", help="noise through time: one stochastic weight draw reused or "
+                       "redrawn per step, against the deterministic trajectory")  # fmt: skip
+    for flag, default, kind in (("--task", "ptb-char", str), ("--cell", "lstm", str),
+                                ("--hidden", 128, int), ("--draws", 32, int),
+                                ("--seq-len", 100, int), ("--seed", 0, int)):  # fmt: skip
+        p.add_argument(flag, default=default, type=kind)
     p.add_argument("--methods", nargs="+", default=None, help="labels of analysis.METHODS")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--source", default="init", help="'init' or a results folder / profile")
-    p.add_argument("--modes", nargs="+", default=list(MODES))
-    p.add_argument("--jacobian-modes", nargs="*", default=["fixed"])
+    p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    p.add_argument("--jacobian-modes", nargs="*", default=["fixed"], choices=MODES)
     p.add_argument("--out", default=None)
     p.add_argument("--data-root", default=None)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -338,7 +337,29 @@ def noise_parser(description: str | None = None) -> argparse.ArgumentParser:
                    help="a RunConfig field of the models (init: built with it; trained: runs "
                    "must have it), e.g. --set embed=32 --set init=glorot; VALUE is read as "
                    "JSON, else as a string")  # fmt: skip
-    return p
+    p.set_defaults(func=_noise, subparser=p)
+
+
+def _noise(a: argparse.Namespace, p: argparse.ArgumentParser) -> int:
+    import torch
+
+    from .study.noise import noise_study
+
+    config = {}
+    for item in a.set:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            p.error(f"--set {item!r}: use FIELD=VALUE, e.g. --set embed=32")
+        try:
+            config[key] = json.loads(raw)
+        except ValueError:
+            config[key] = raw
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    noise_study(a.task, a.cell, a.hidden, a.draws, a.seq_len, a.methods, a.seed, a.source,
+                modes=a.modes, jacobian_modes=a.jacobian_modes, out=a.out,
+                data_root=a.data_root, config=config)  # fmt: skip
+    return 0
 
 
 def _add_debug(p: argparse.ArgumentParser) -> None:
@@ -388,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(sub)  # qrnn export RUN --out FILE
     _add_baselines(sub)  # qrnn baselines --task ptb-char|fsdd
     _add_data(sub)  # qrnn data verify
+    _add_noise(sub)  # qrnn noise
     stsub = _add_study(sub)  # qrnn study COMMAND
     _add_debug(p)
     for name, sp in sub.choices.items():

@@ -61,6 +61,8 @@ def test_train_then_show(mirror, session_cache, monkeypatch, tmp_path, capsys):
         (["train", "--quantizer-options", "{bad"], "not valid JSON"),
         (["train", "--scheme", "binary", "--quantizer-options", '{"bits": 1}'], "valid options"),
         (["show", "no-such-run", "--results", "."], "no run 'no-such-run'"),
+        (["noise", "--set", "embed"], "--set 'embed': use FIELD=VALUE"),
+        (["noise", "--modes", "sideways"], "invalid choice: 'sideways'"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(argv, message, capsys):
@@ -82,3 +84,16 @@ def test_show_an_absolute_path_without_a_record(tmp_path, capsys):
         main(["show", str(tmp_path)])
     assert e.value.code == 2
     assert "no run record" in capsys.readouterr().err
+
+
+def test_noise_measures_a_draw_through_time(tmp_path, capsys):
+    """``qrnn noise`` on an initialized model: its tables and record, one row per step."""
+    import pandas as pd
+
+    argv = ["noise", "--hidden", "8", "--draws", "2", "--seq-len", "5", "--methods",
+            "binary-stoch", "--jacobian-modes", "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    meta = json.loads(next(tmp_path.glob("noise_*.json")).read_text())
+    table = pd.read_csv(next(tmp_path.glob("noise_*.csv")))
+    assert meta["schema"] == "qrnn.noise/1" and meta["config"]["hidden"] == 8
+    assert set(table["method"]) == {"binary-stoch"} and table["t"].max() == 5

@@ -24,7 +24,7 @@ LIBRARY_FOLDERS = ("qrnn.data", "qrnn.analysis")
 MAX_LINES = 440  # "about 400": a module whose docstring holds a spec may go a little over
 # the command line: one parser and handler per subcommand; the grid: data, one block per
 # profile and study version
-LIMITS = {"qrnn.cli": 480, "qrnn.study.grid": 600}
+LIMITS = {"qrnn.cli": 520, "qrnn.study.grid": 600}
 MAX_FUNCTION_LINES = 60
 
 

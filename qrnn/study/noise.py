@@ -1,4 +1,4 @@
-"""The noise-through-time study (``python -m qrnn.study.noise``): :func:`noise_study` runs
+"""The noise-through-time study (``qrnn noise``): :func:`noise_study` runs
 :func:`qrnn.analysis.noisetime.noise_through_time` on the models of every method and writes
 its tables under ``results/analysis``. The measurement itself, with its modes and equations,
 is :mod:`qrnn.analysis.noisetime`. Claim 5 of Ott et al. 2016,
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -242,41 +242,3 @@ def noise_study(
     records.atomic_write_json(paths["meta"], json.loads(json.dumps(meta, default=str)))
     print("written:", ", ".join(p.name for p in paths.values()))
     return {"paths": paths, "frames": tables}
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m qrnn.study.noise --cell lstm --hidden 128 --draws 32 --seq-len 100``"""
-    from ..cli import noise_parser
-
-    p = noise_parser(noise_study.__doc__)
-    a = p.parse_args(argv)
-    config = {}
-    for item in a.set:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            p.error(f"--set {item!r}: use FIELD=VALUE, e.g. --set embed=32")
-        try:
-            config[key] = json.loads(raw)
-        except ValueError:
-            config[key] = raw
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    noise_study(
-        a.task,
-        a.cell,
-        a.hidden,
-        a.draws,
-        a.seq_len,
-        a.methods,
-        a.seed,
-        a.source,
-        modes=a.modes,
-        jacobian_modes=a.jacobian_modes,
-        out=a.out,
-        data_root=a.data_root,
-        config=config,
-    )
-
-
-if __name__ == "__main__":
-    main()
