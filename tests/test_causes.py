@@ -83,3 +83,23 @@ def test_only_the_cause_groups_enter_the_table():
 def test_every_verdict_states_its_rule(cause):
     v = _verdicts({"binary-stoch": "fails"})
     assert v.loc[cause, "rule"].str.contains("supported when").all()
+
+
+def test_noise_is_not_supported_while_binary_stoch_is_undecided():
+    # the control fails, but binary-stoch itself neither fails nor works: nothing to explain
+    for state in ("inconclusive", "not converged"):
+        v = _verdicts({"binary-stoch": state, "float-noise-binary": "fails"})
+        assert v.loc[("noise", "stoch"), "verdict"] == "inconclusive", state
+    v = _verdicts({"binary-stoch": "fails", "float-noise-binary": "fails"})
+    assert v.loc[("noise", "stoch"), "verdict"] == "supported"
+
+
+def test_a_group_without_a_float_twin_is_not_read_as_diverged():
+    # test results but no float run of the same setting to pair with: its gap is unknown,
+    # which the group table writes as "diverged"; the causes read it as undecided
+    unpaired = {**_group("float-noise-binary", "diverged"), "diverged": 0, "test_mean": 0.7}
+    rows = [_group("binary-stoch", "fails"), unpaired]
+    v = cause_verdicts(causes_table(pd.DataFrame(rows))).set_index(["cause", "mode"])
+    assert v.loc[("noise", "stoch"), "verdict"] == "inconclusive"
+    assert "float-noise-binary: no float twin to pair with, test 0.700 (n=3)" in v.loc[
+        ("noise", "stoch"), "evidence"]  # fmt: skip

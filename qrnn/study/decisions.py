@@ -1,10 +1,13 @@
-"""The paper's claims decided from the study's groups (``summary.csv``): per task from a
-declared primary group (:data:`PRIMARY`; supporting and exploratory groups counted beside it),
+"""The paper's claims decided from the study's groups (``summary.csv``) by a profile's study
+design (:class:`qrnn.study.designs.Design`: which experiments form the main grid, each task's
+declared primary group, claim N's, claim 3's and claim 4's experiments, the convergence rule):
+per task from the primary group (supporting and exploratory groups counted beside it),
 labelled by :func:`qrnn.study.verdicts.claim_label`, with the raw and the multiplicity-adjusted
-verdicts (Holm within each claim), one convergence rule for every claim (a group still
-improving in any seed decides nothing), "works" at the declared share of float's gain and at
-stricter ones (:func:`claim_thresholds`), and the normalization table of claim N. Written by
-``qrnn study summarize`` through :func:`qrnn.study.tables.summarize`.
+verdicts (Holm within each claim), one convergence rule for every claim, "works" at the
+declared share of float's gain and at stricter ones (:func:`claim_thresholds`), and the
+normalization table of claim N. Claim 3 is decided per training size in
+:mod:`qrnn.study.overfitting`. Written by ``qrnn study summarize`` through
+:func:`qrnn.study.tables.summarize`.
 
 Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
 Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
@@ -12,33 +15,30 @@ Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 
 from __future__ import annotations
 
-import math
-
+from .designs import CPU, Design
 from .evidence import (
-    ADJUSTMENT,
-    CONVERGENCE_RULE,
     LABEL_RULE,
     PRIMARY,
+    SCOPES,
     TASK_SCOPES,
     WORKS_AT,
-    adjusted,
     claim_rows,
     group_name,
     item,
     works_p,
     works_state,
 )
-from .verdicts import ALPHA, LEVEL, count_text, direction, gap_text
+from .overfitting import CLAIM3_GAIN, OVERFIT_GAP, claim3_label, claim3_rows, overfits
+from .verdicts import direction, gap_text
 
-# the main grid: the claims about methods read these experiments
-MAIN_GRID = ("main", "digits", "ptb-cells")
+# study v2's names (profile cpu); every profile's own are its design's (qrnn.study.designs)
+MAIN_GRID = CPU.main_grid  # the main grid: the claims about methods read these experiments
 # experiment -> the normalization it adds to the settings of an unnormalized experiment
-NORMALIZATIONS = {"main": "none", "digits": "none", "ptb-cells": "none", "normalization": "weight",
-                  "layernorm": "layer"}  # fmt: skip
-OVERFIT_GAP = 0.1  # claim 3's gate: final valid - final train BPC of float, at least this
-CLAIM3_GAIN = 0.133  # the paper's gain of its best stochastic PTB-char model over float (BPC)
+NORMALIZATIONS = CPU.normalizations
 # claim N's primary groups: PTB as every claim, digits the LSTM (the only normalized cell)
-RESCUE_PRIMARY = {"ptb-char": PRIMARY["ptb-char"], "fsdd": ("digits", "fsdd", "lstm", 64)}
+RESCUE_PRIMARY = CPU.rescue
+DIGIT_METHODS = ("ternary-det", "ternary-stoch", "pow2-ternary", "exponential-det",
+                 "exponential-stoch")  # fmt: skip
 
 __all__ = [
     "CLAIM3_GAIN",
@@ -57,53 +57,57 @@ __all__ = [
 ]
 
 
-def _claim1_item(r, share: float, primary: dict) -> dict:
+def _claim1_item(r, share: float, design: Design) -> dict:
+    primary = design.primary
     if r["works"] == "diverged":
-        return item(r, "supports", 0.0, f"{group_name(r)} {r['method']}: diverged", primary)
+        return item(r, "supports", 0.0, f"{group_name(r)} {r['method']}: diverged", primary,
+                    design)  # fmt: skip
     state = works_state(r, share)
     p_works, p_fails = works_p(r, share)
     outcome, p = {"fails": ("supports", p_fails), "works": ("contradicts", p_works)}.get(
         state, ("inconclusive", min(p_works, p_fails))
     )
-    return item(
-        r, outcome, p, f"{group_name(r)} {r['method']}: {state}, gap {gap_text(r)}", primary
-    )
+    text = f"{group_name(r)} {r['method']}: {state}, gap {gap_text(r)}"
+    return item(r, outcome, p, text, primary, design)
 
 
-def _claim2_item(r, primary: dict) -> dict:
+def _claim2_item(r, design: Design) -> dict:
     """Similar or better supports (either decides), worse or diverged contradicts."""
     text = f"{group_name(r)} {r['method']}: {r['verdict']}, gap {gap_text(r)}"
     if r["verdict"] == "diverged":
-        return item(r, "contradicts", 0.0, text, primary)
-    if r["verdict"] in ("similar", "better"):
-        return item(r, "supports", min(r["p_similar"], r["p_better"]), text, primary)
-    if r["verdict"] == "worse":
-        return item(r, "contradicts", r["p_worse"], text, primary)
-    return item(r, "inconclusive", min(r["p_similar"], r["p_better"], r["p_worse"]), text,
-                 primary)  # fmt: skip
+        outcome, p = "contradicts", 0.0
+    elif r["verdict"] in ("similar", "better"):
+        outcome, p = "supports", min(r["p_similar"], r["p_better"])
+    elif r["verdict"] == "worse":
+        outcome, p = "contradicts", r["p_worse"]
+    else:
+        outcome, p = "inconclusive", min(r["p_similar"], r["p_better"], r["p_worse"])
+    return item(r, outcome, p, text, design.primary, design)
 
 
-def _claim4_item(r, primary: dict) -> dict:
+def _claim4_item(r, design: Design) -> dict:
     """A claim of a direction: better takes precedence over similar."""
     d = direction(r["gap_lo"], r["gap_hi"], n=r["n_paired"])
     text = f"{group_name(r)} {r['method']}: {d if d != 'none' else r['verdict']}, gap {gap_text(r)}"
     if r["verdict"] == "diverged":
-        return item(r, "contradicts", 0.0, text, primary)
-    if d == "better":
-        return item(r, "supports", r["p_better"], text, primary)
-    if d == "worse":
-        return item(r, "contradicts", r["p_worse"], text, primary)
-    if r["verdict"] == "similar":
-        return item(r, "contradicts", r["p_similar"], text, primary)
-    return item(r, "inconclusive", min(r["p_better"], r["p_similar"]), text, primary)
+        outcome, p = "contradicts", 0.0
+    elif d == "better":
+        outcome, p = "supports", r["p_better"]
+    elif d == "worse":
+        outcome, p = "contradicts", r["p_worse"]
+    elif r["verdict"] == "similar":
+        outcome, p = "contradicts", r["p_similar"]
+    else:
+        outcome, p = "inconclusive", min(r["p_better"], r["p_similar"])
+    return item(r, outcome, p, text, design.primary, design)
 
 
-def _rescue_items(summary, share: float, primary: dict) -> list[dict]:
+def _rescue_items(summary, share: float, design: Design) -> list[dict]:
     """Claim N: per binary group that does not work without normalization at ``share``, its
     twins of the same task, cell, hidden size, budget and method with a normalization:
     supports when one works, contradicts when every one tried fails."""
-    s = summary[summary["experiment"].isin(NORMALIZATIONS)]
-    s = s.assign(norm=s["experiment"].map(NORMALIZATIONS))
+    s = summary[summary["experiment"].isin(design.normalizations)]
+    s = s.assign(norm=s["experiment"].map(design.normalizations))
     key = ["task", "cell", "hidden", "max_epochs", "train_limit", "method"]
     out = []
     base = s[(s["norm"] == "none") & s["method"].str.startswith("binary")]
@@ -118,7 +122,7 @@ def _rescue_items(summary, share: float, primary: dict) -> list[dict]:
                   for _, t in twins.iterrows()}  # fmt: skip
         ps = {t["norm"]: (0.0, 0.0) if t["works"] == "diverged" else works_p(t, share)
               for _, t in twins.iterrows()}  # fmt: skip
-        improving = {t["norm"]: int(t["still_improving"]) for _, t in twins.iterrows()}
+        improving = {t["norm"]: design.pending(t) for _, t in twins.iterrows()}
         text = f"{group_name(r)} {r['method']} with " + ", ".join(
             f"{n} normalization: {st}" for n, st in states.items()
         )
@@ -131,185 +135,119 @@ def _rescue_items(summary, share: float, primary: dict) -> list[dict]:
             still = max(improving.values())
         else:
             outcome, p, still = "inconclusive", min(min(v) for v in ps.values()), 0
-        out.append(item({**r.to_dict(), "still_improving": still}, outcome, p, text, primary))
+        out.append(item(r, outcome, p, text, design.rescue or {}, design, pending=still))
     return out
 
 
-def _claim1(main, share: float) -> list[dict]:
+def _planned(primary: dict | None) -> dict:
+    """Task scope -> its declared primary group in words (named while it has no run)."""
+    return {SCOPES[t]: f"{e} {t} {str(c).upper()} {h}" for t, (e, _, c, h) in
+            (primary or {}).items() if t in SCOPES}  # fmt: skip
+
+
+def _threshold(share: float) -> str:
+    return f"works at {share:g} of float's gain" + (" (declared)" if share == WORKS_AT[0] else "")
+
+
+def _claim1(main, share: float, design: Design) -> list[dict]:
     binary = main[main["method"].isin(["binary-det", "binary-stoch"])]
     return claim_rows(
         "1. binarization (det. and stoch.) does not work for RNNs",
         f"per binary group of the main grid: supports when it diverges or the 95% interval "
         f"of its gap to float lies above {share:g} of float's gain over the unigram/chance "
-        f"baseline (fails); contradicts when it lies below (works); {CONVERGENCE_RULE}; "
-        f"{LABEL_RULE}",
-        [_claim1_item(r, share, PRIMARY) for _, r in binary.iterrows()],
+        f"baseline (fails); contradicts when it lies below (works); "
+        f"{design.convergence_rule}; {LABEL_RULE}",
+        [_claim1_item(r, share, design) for _, r in binary.iterrows()],
         TASK_SCOPES,
-        f"works at {share:g} of float's gain" + (" (declared)" if share == WORKS_AT[0] else ""),
+        _threshold(share),
+        _planned(design.primary),
     )
 
 
-def _claimN(summary, share: float) -> list[dict]:
+def _claimN(summary, share: float, design: Design) -> list[dict]:
+    claim = "N. (later work) weight or layer normalization makes binary RNNs work"
+    if design.rescue is None:
+        return claim_rows(
+            claim,
+            f"not in this study's design: profile {design.profile} runs no normalization "
+            "experiment, so claim N is not tested here (study v2 decides it: "
+            "results/cpu/claims.csv)",
+            [],
+            TASK_SCOPES,
+            _threshold(share),
+        )
     return claim_rows(
-        "N. (later work) weight or layer normalization makes binary RNNs work",
+        claim,
         f"per binary group that does not work without normalization (at {share:g} of "
         "float's gain): supports when its twin of the same task, cell, hidden size and "
         "budget works with weight or layer normalization, contradicts when it fails with "
-        f"every normalization tried; {CONVERGENCE_RULE}; {LABEL_RULE} (primary: PTB the "
-        "headline LSTM, digits the LSTM on the standard split, the only normalized digits "
+        f"every normalization tried; {design.convergence_rule}; {LABEL_RULE} (primary: PTB "
+        "the headline LSTM, digits the LSTM on the standard split, the only normalized digits "
         "cell)",
-        _rescue_items(summary, share, RESCUE_PRIMARY),
+        _rescue_items(summary, share, design),
         TASK_SCOPES,
-        f"works at {share:g} of float's gain" + (" (declared)" if share == WORKS_AT[0] else ""),
+        _threshold(share),
     )
 
 
-def claims(runs, summary) -> list[dict]:
-    """The paper's claims (../shared/PAPER.md), each decided per task from its declared
-    primary groups (:data:`PRIMARY`) by its rule, with the raw and the multiplicity-adjusted
-    verdict, and once overall."""
+def _claim4(summary, design: Design) -> list[dict]:
+    dig = summary[(summary["experiment"] == design.digits)
+                  & summary["task"].map(SCOPES).eq("spoken digits")
+                  & summary["method"].isin(DIGIT_METHODS)]  # fmt: skip
+    return claim_rows(
+        "4. on spoken digits ternary, pow2 and exponential quantization beat float",
+        f"per (split, cell, method) of the {design.digits} experiment (FSDD for TIDIGITS): "
+        "supports when the error-gap interval lies below 0 (better, read before similar: a "
+        "claim of a direction); contradicts when it is similar and not below 0, above 0 or "
+        f"diverged; {design.convergence_rule}; {LABEL_RULE}",
+        [_claim4_item(r, design) for _, r in dig.iterrows()],
+        ("spoken digits",),
+        planned=_planned({t: v for t, v in design.primary.items() if v[0] == design.digits}),
+    )
+
+
+def claims(runs, summary, design: Design = CPU) -> list[dict]:
+    """The paper's claims (../shared/PAPER.md), each decided per task from the declared
+    primary groups of the profile's ``design`` by its rule, with the raw and the
+    multiplicity-adjusted verdict, and once overall (claim 3 per training size)."""
     out = []
-    main = summary[summary["experiment"].isin(MAIN_GRID)]
-    out += _claim1(main, WORKS_AT[0])
+    main = summary[summary["experiment"].isin(design.main_grid)]
+    out += _claim1(main, WORKS_AT[0], design)
     tern = main[main["method"].isin(["ternary-det", "ternary-stoch", "pow2-ternary"])]
     out += claim_rows(
         "2. ternary and pow2-ternary give similar or better accuracy than float",
         "per group of the main grid: supports when the gap interval is within +-margin "
         "(similar; a 95% interval inside the margin is a two one-sided test at 2.5% per side) "
         "or below 0 (better); contradicts when above 0 (worse) or diverged; margins 0.05 BPC, "
-        f"1 point of error; {CONVERGENCE_RULE}; {LABEL_RULE}",
-        [_claim2_item(r, PRIMARY) for _, r in tern.iterrows()],
+        f"1 point of error; {design.convergence_rule}; {LABEL_RULE}",
+        [_claim2_item(r, design) for _, r in tern.iterrows()],
         TASK_SCOPES,
+        planned=_planned(design.primary),
     )
-    out += _claim3(runs, summary)
-    dig = summary[
-        (summary["experiment"] == "digits")
-        & summary["method"].isin(
-            ["ternary-det", "ternary-stoch", "pow2-ternary", "exponential-det", "exponential-stoch"]
-        )
-    ]
-    out += claim_rows(
-        "4. on spoken digits ternary, pow2 and exponential quantization beat float",
-        "per (split, cell, method) of the digits experiment (FSDD for TIDIGITS): supports "
-        "when the error-gap interval lies below 0 (better, read before similar: a claim of a "
-        "direction); contradicts when it is similar and not below 0, above 0 or diverged; "
-        f"{CONVERGENCE_RULE}; {LABEL_RULE}",
-        [_claim4_item(r, PRIMARY) for _, r in dig.iterrows()],
-        ("spoken digits",),
-    )
-    if len(normalization_table(summary)):
-        out += _claimN(summary, WORKS_AT[0])
+    out += claim3_rows(runs, summary, design)
+    out += _claim4(summary, design)
+    if design.rescue is None or len(normalization_table(summary, design)):
+        out += _claimN(summary, WORKS_AT[0], design)
     return out
 
 
-def claim_thresholds(runs, summary):
+def claim_thresholds(runs, summary, design: Design = CPU):
     """How claims 1 and N move with the share of float's gain that decides "works"
-    (:data:`WORKS_AT`): one row per claim, task and share."""
+    (:data:`WORKS_AT`): one row per claim, task and share (claim N where the ``design``
+    tests it)."""
     import pandas as pd
 
-    main = summary[summary["experiment"].isin(MAIN_GRID)]
+    main = summary[summary["experiment"].isin(design.main_grid)]
     rows = []
     for share in WORKS_AT:
-        got = _claim1(main, share)
-        if len(normalization_table(summary)):
-            got += _claimN(summary, share)
+        got = _claim1(main, share, design)
+        if design.rescue is not None and len(normalization_table(summary, design)):
+            got += _claimN(summary, share, design)
         rows += [{"claim": r["claim"], "task": r["task"], "share": share,
                   "verdict": r["verdict"], "verdict_unadjusted": r["verdict_unadjusted"],
                   "counts": r["counts"], "supporting": r["supporting"],
                   "exploratory": r["exploratory"]} for r in got]  # fmt: skip
     return pd.DataFrame(rows)
-
-
-def overfits(runs) -> tuple[bool, str]:
-    """Claim 3's gate from the float runs of the ``overfit`` experiment: every seed's best
-    validation epoch comes before its last, and its final training BPC is below its final
-    validation BPC by at least :data:`OVERFIT_GAP`."""
-    fl = runs[(runs["experiment"] == "overfit") & (runs["method"] == "float")]
-    if fl.empty:
-        return False, "no float run in the overfit experiment"
-    early = fl["best_epoch"] < fl["epochs"]
-    gap = fl["final_valid"] - fl["final_train"]
-    ok = bool(early.all() and (gap >= OVERFIT_GAP).all())
-    why = (f"float best epoch {', '.join(str(int(b)) for b in fl['best_epoch'])} of "
-           f"{int(fl['epochs'].max())}; final valid - train BPC "
-           f"{', '.join(f'{g:.2f}' for g in gap)}")  # fmt: skip
-    return ok, why
-
-
-def claim3_label(row, p_adj: float = math.nan) -> str:
-    """Claim 3's verdict on the chosen group: it names a direction and a size, so
-    *reproduced* (below 0, the paper's gain inside the interval), *direction reproduced,
-    size not reproduced* (below 0, the paper's gain outside), *no effect* (inside the margin
-    around 0), *opposite effect* (above 0), else *inconclusive*; ``p_adj`` (adjusted p-value
-    of that reading) above ALPHA makes it *inconclusive*."""
-    if row.get("still_improving", 0):
-        return "not converged at this budget"
-    d = direction(row["gap_lo"], row["gap_hi"], n=row["n_paired"])
-    if d == "better":
-        label = ("reproduced (direction and size)" if row["gap_lo"] <= -CLAIM3_GAIN <=
-                 row["gap_hi"] else "direction reproduced, size not reproduced (the paper's "
-                 f"{-CLAIM3_GAIN:+.3f} lies outside the interval)")  # fmt: skip
-    elif d == "worse":
-        label = "opposite effect"
-    elif row["verdict"] == "similar":
-        label = "no effect"
-    else:
-        return "inconclusive"
-    return label if not (math.isfinite(p_adj) and p_adj > ALPHA) else "inconclusive"
-
-
-def _claim3(runs, summary) -> list[dict]:
-    claim = f"3. on PTB-char the best stochastic model beats float by {CLAIM3_GAIN} BPC"
-    rule = (
-        "only when float overfits (best validation epoch before the last, final train BPC "
-        f"below validation by >= {OVERFIT_GAP}); the stochastic method with the best mean "
-        "validation BPC is the primary group, then its paired test gap interval: "
-        "reproduced when below 0 with the paper's -0.133 inside it; direction reproduced, "
-        "size not reproduced when below 0 without it; no effect when inside +-0.05 BPC "
-        "around 0; opposite effect when above 0; inconclusive otherwise; "
-        f"{CONVERGENCE_RULE}; the other stochastic groups support the direction"
-    )
-    base = {"claim": claim, "task": "PTB-char", "primary": "overfit ptb-char LSTM",
-            "supporting": "none", "exploratory": "none", "threshold": "",
-            "multiplicity": "", "rule": rule}  # fmt: skip
-    ok, why = overfits(runs)
-    over = summary[(summary["experiment"] == "overfit") & (summary["method"] != "float")]
-    if not ok or over.empty:
-        row = {**base, "verdict": "not tested", "verdict_unadjusted": "not tested",
-               "counts": "no overfitting regime" if not ok else "no stochastic group",
-               "counts_unadjusted": "", "ours": why}  # fmt: skip
-        return [row, {**row, "task": "overall"}]
-    valid = runs[runs["experiment"] == "overfit"].groupby("method")["valid"].mean()
-    best = over.loc[over["method"].map(valid).idxmin()]
-    items = []
-    for _, r in over.iterrows():
-        d = direction(r["gap_lo"], r["gap_hi"], n=r["n_paired"])
-        outcome, p = {"better": ("supports", r["p_better"]),
-                      "worse": ("contradicts", r["p_worse"])}.get(
-            d, ("inconclusive", min(r["p_better"], r["p_worse"])))  # fmt: skip
-        if r["method"] == best["method"] and r.get("verdict") == "similar" and d == "none":
-            outcome, p = "contradicts", r["p_similar"]  # no effect
-        it = item(r, outcome, p, f"{r['method']}: gap {gap_text(r)} BPC", {})
-        it["role"] = "primary" if r["method"] == best["method"] else "supporting"
-        items.append(it)
-    items = adjusted(items)
-    prim = next(it for it in items if it["role"] == "primary")
-    verdict = claim3_label(best, prim["p_adj"])
-    improving = int(best["still_improving"])
-    where = "inside" if best["gap_lo"] <= -CLAIM3_GAIN <= best["gap_hi"] else "outside"
-    row = {**base, "verdict": verdict, "verdict_unadjusted": claim3_label(best),
-           "primary": f"{group_name(best)} {best['method']} (best validation)",
-           "counts": count_text([prim["adjusted"]]),
-           "counts_unadjusted": count_text([prim["outcome"]]),
-           "supporting": count_text(sup) if (sup := [it["adjusted"] for it in items
-                                                     if it["role"] == "supporting"]) else "none",
-           "multiplicity": f"{ADJUSTMENT.capitalize()} over the {len(items)} stochastic "
-                           f"groups, family-wise {ALPHA:.0%}",
-           "ours": f"{best['method']} (best validation): gap {gap_text(best)} BPC, {LEVEL:.0%} "
-                   f"interval, n={int(best['n_paired'])} (the paper's {-CLAIM3_GAIN:+.3f} lies "
-                   f"{where} the interval), still improving at its last epoch in {improving} of "
-                   f"{int(best['n'])} seeds; {why}"}  # fmt: skip
-    return [row, {**row, "task": "overall"}]
 
 
 def rescue_groups(norm):
@@ -322,16 +260,16 @@ def rescue_groups(norm):
     return norm[norm["method"].str.startswith("binary") & none.notna() & (none != "works")]
 
 
-def normalization_table(summary):
+def normalization_table(summary, design: Design = CPU):
     """The normalization rescue side by side: one row per (task, cell, hidden, budget,
     method) trained with a normalization: test mean, gap to the float of the same
     normalization with its interval, the works verdict and the seeds still improving
     (``none``: the unnormalized experiment of the same budget, main / ptb-cells / digits;
-    ``weight``; ``layer``)."""
+    ``weight``; ``layer``; the experiments are the ``design``'s ``normalizations``)."""
     import pandas as pd
 
-    s = summary[summary["experiment"].isin(NORMALIZATIONS)].copy()
-    s["norm"] = s["experiment"].map(NORMALIZATIONS)
+    s = summary[summary["experiment"].isin(design.normalizations)].copy()
+    s["norm"] = s["experiment"].map(design.normalizations)
     key = ["task", "cell", "hidden", "max_epochs", "train_limit", "method"]
     for col in key:
         if col not in s:

@@ -1,8 +1,10 @@
 """How a group's interval becomes a claim's evidence: "works" at a share of float's gain,
 each group's role in its task (the declared primary group, supporting, exploratory), its
-outcome and p-value, one convergence rule (a group still improving in any seed decides
-nothing), the multiplicity adjustment within a claim and the rows of a claim per task and
-overall (:func:`claim_rows`). The claims themselves are in :mod:`qrnn.study.decisions`.
+outcome and p-value, one convergence rule per study design (v2: a group still improving in
+any seed decides nothing; from v3 on: a group with a seed not converged by the written rule;
+:mod:`qrnn.study.designs`), the multiplicity adjustment within a claim and the rows of a claim
+per task and overall (:func:`claim_rows`). The claims themselves are in
+:mod:`qrnn.study.decisions`.
 
 Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
 Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
@@ -13,25 +15,21 @@ from __future__ import annotations
 import math
 from numbers import Real
 
+from .designs import CPU, Design
 from .verdicts import ALPHA, adjust, claim_label, count_text, p_above, p_below
 
 # "works": the gap to float is below this share of float's gain over the unigram / chance
 # baseline (0.5: keeps at least half of the gain; 0.2 and 0.1 are stricter); the first
 # decides claims 1 and N (declared before the runs), the others show how the claims move
 WORKS_AT = (0.5, 0.2, 0.1)
-# each task's declared primary group (experiment, task, cell, hidden): the PTB headline LSTM
-# 256 and the digits GRU 64 on the standard split (to be decided on the k-fold predictions
-# when the study provides them); the held-out-speaker split is exploratory (float error
-# 42-59% on one test speaker)
-PRIMARY = {"ptb-char": ("main", "ptb-char", "lstm", 256), "fsdd": ("digits", "fsdd", "gru", 64)}
+# each task's declared primary group (experiment, task, cell, hidden) in study v2; every
+# profile's own is its design's (qrnn.study.designs)
+PRIMARY = CPU.primary
 EXPLORATORY = ("fsdd-speakers",)
 SCOPES = {"ptb-char": "PTB-char", "fsdd": "spoken digits", "fsdd-speakers": "spoken digits"}
 ADJUSTMENT = "holm"  # within each claim, over its groups (qrnn.study.verdicts.adjust)
 TASK_SCOPES = ("PTB-char", "spoken digits")
-CONVERGENCE_RULE = (
-    "a group still improving at its last epoch in any seed (qrnn.study.tables."
-    "still_improving) decides nothing: not converged at this budget"
-)
+CONVERGENCE_RULE = CPU.convergence_rule  # study v2's; a design names its own
 LABEL_RULE = (
     "per task, from its primary group(s): reproduced when all support, partly "
     "reproduced when some support and none contradicts, not reproduced when some "
@@ -99,12 +97,22 @@ def role(r, primary: dict) -> str:
     return "primary" if want is not None and have[: len(want)] == tuple(want) else "supporting"
 
 
-def item(r, outcome: str, p: float, text: str, primary: dict) -> dict:
-    """One group's evidence for a claim; a group still improving at its last epoch in any
-    seed cannot decide a claim about converged accuracy (``not converged``)."""
-    if outcome in ("supports", "contradicts", "inconclusive") and r.get("still_improving", 0):
+def item(
+    r,
+    outcome: str,
+    p: float,
+    text: str,
+    primary: dict,
+    design: Design = CPU,
+    pending: int | None = None,
+) -> dict:
+    """One group's evidence for a claim; a group with a seed that has not converged by the
+    ``design``'s rule (:meth:`~qrnn.study.designs.Design.pending`, or ``pending`` seeds when
+    given) cannot decide a claim about converged accuracy (``not converged``)."""
+    k = design.pending(r) if pending is None else pending
+    if outcome in ("supports", "contradicts", "inconclusive") and k:
         outcome, p = "not converged", math.nan
-        text += f", still improving in {int(r['still_improving'])} of {int(r['n'])} seeds"
+        text += f", {design.pending_text(k, r['n'])}"
     return {"task": r["task"], "scope": SCOPES.get(r["task"], r["task"]),
             "role": role(r, primary), "config": group_name(r), "outcome": outcome, "p": p,
             "text": text}  # fmt: skip
@@ -120,34 +128,45 @@ def adjusted(items: list[dict]) -> list[dict]:
     return items
 
 
-def claim_rows(claim: str, rule: str, items: list[dict], scopes, note: str = "") -> list[dict]:
+def _scope_row(claim: str, scope: str, items: list[dict], common: dict, waiting) -> dict:
+    """The row of one task scope of a claim, decided by its primary groups; ``waiting``: the
+    primary group in words when it has no finished run yet (else None)."""
+    mine = [it for it in items if it["scope"] == scope]
+    prim = [it for it in mine if it["role"] == "primary"]
+
+    def counts(role, key="adjusted"):
+        got = [it[key] for it in mine if it["role"] == role]
+        return count_text(got) if got else "none"
+
+    untested = "not tested in the primary group" if mine else "not tested"
+    return {
+        "claim": claim, "task": scope,
+        "verdict": claim_label([it["adjusted"] for it in prim]) if prim else untested,
+        "verdict_unadjusted": claim_label([it["outcome"] for it in prim]) if prim
+        else untested,
+        "primary": "; ".join(dict.fromkeys(it["config"] for it in prim))
+        or (f"{waiting} (no finished run yet)" if waiting else "not run"),
+        "counts": counts("primary"), "counts_unadjusted": counts("primary", "outcome"),
+        "supporting": counts("supporting"), "exploratory": counts("exploratory"),
+        **common,
+        "ours": "; ".join(f"{it['text']}: {it['adjusted']}" for it in prim)
+        or ("the primary group has no finished run yet" if waiting else "no group"),
+    }  # fmt: skip
+
+
+def claim_rows(
+    claim: str, rule: str, items: list[dict], scopes, note: str = "", planned: dict | None = None
+) -> list[dict]:
     """The rows of one claim: one per task scope (decided by its primary groups) and one
-    overall."""
+    overall; ``planned`` (scope -> the primary group in words) names a primary group that has
+    no finished run yet."""
     items = adjusted(items)
     family = sum(1 for it in items if math.isfinite(it["p"]))
     multiplicity = (f"{ADJUSTMENT.capitalize()} over the {family} group(s) of the claim with a "
                     f"p-value, family-wise {ALPHA:.0%}")  # fmt: skip
-    rows = []
-    for scope in scopes:
-        mine = [it for it in items if it["scope"] == scope]
-        prim = [it for it in mine if it["role"] == "primary"]
-
-        def counts(role, key="adjusted", mine=mine):
-            got = [it[key] for it in mine if it["role"] == role]
-            return count_text(got) if got else "none"
-
-        untested = "not tested in the primary group" if mine else "not tested"
-        rows.append({
-            "claim": claim, "task": scope,
-            "verdict": claim_label([it["adjusted"] for it in prim]) if prim else untested,
-            "verdict_unadjusted": claim_label([it["outcome"] for it in prim]) if prim
-            else untested,
-            "primary": "; ".join(dict.fromkeys(it["config"] for it in prim)) or "not run",
-            "counts": counts("primary"), "counts_unadjusted": counts("primary", "outcome"),
-            "supporting": counts("supporting"), "exploratory": counts("exploratory"),
-            "threshold": note, "multiplicity": multiplicity, "rule": rule,
-            "ours": "; ".join(f"{it['text']}: {it['adjusted']}" for it in prim) or "no group",
-        })  # fmt: skip
+    common = {"threshold": note, "multiplicity": multiplicity, "rule": rule}
+    rows = [_scope_row(claim, scope, items, common, (planned or {}).get(scope))
+            for scope in scopes]  # fmt: skip
     verdicts = {r["task"]: r["verdict"] for r in rows}
     raw = {r["task"]: r["verdict_unadjusted"] for r in rows}
 

@@ -32,13 +32,15 @@ from .decisions import (
     rescue_groups,
     works_state,
 )
+from .designs import CPU, design_for
 from .outcome import convergence
 from .records import load_record
 from .runs import GRID_LABELS, read_grid, runs_dir
 from .verdicts import GROUP, MARGINS, group_verdict, interval, p_above, p_below, p_similar
 
-# experiments without a float model of their own, and where their float reference lives
-REFERENCE = {"scale": "main", "noise": "main", "digits-cause": "digits"}
+# experiments without a float model of their own, and where their float reference lives (study
+# v2's; a profile's own: its design's ``reference``, qrnn.study.designs)
+REFERENCE = CPU.reference
 # a run at its best at its last epoch counts as still improving unless, past this many epochs,
 # its validation metric fell by less than a fifth of the task's similarity margin over them
 PLATEAU_WINDOW = 5
@@ -214,13 +216,14 @@ def collect(profile: str, results: str | Path = "results") -> list[dict]:
     return rows
 
 
-def _paired_gaps(runs):
+def _paired_gaps(runs, reference: dict | None = None):
     """``gap_to_float`` per run: its test metric minus the float run of the same task, cell,
-    setting and seed in the same experiment (or in :data:`REFERENCE`'s experiment); when no
-    float run has the same setting, the only one that differs from it in
-    :data:`TUNED_FIELDS` alone (none when several do)."""
+    setting and seed in the same experiment (or in the experiment ``reference`` names, by
+    default :data:`REFERENCE`); when no float run has the same setting, the only one that
+    differs from it in :data:`TUNED_FIELDS` alone (none when several do)."""
     runs = _with_keys(runs)
-    ref_exp = runs["experiment"].map(lambda e: REFERENCE.get(e, e))
+    reference = REFERENCE if reference is None else reference
+    ref_exp = runs["experiment"].map(lambda e: reference.get(e, e))
     fl = runs[runs["method"] == "float"]
     where = [fl[c] for c in ("experiment", "task", "cell")]
     exact = dict(zip(zip(*where, fl["setting"], fl["seed"], strict=True), fl["test"],
@@ -381,8 +384,9 @@ def _judge(row: dict, gap: dict, tested: int) -> None:
 def summarize(profile: str, results: str | Path = "results"):
     """Write ``runs.csv``, ``summary.csv``, ``claims.csv``, ``claims_thresholds.csv``,
     ``causes.csv``, ``cause_verdicts.csv`` and ``normalization.csv`` under
-    ``results/<profile>/``; return the runs and summary frames. The independent baselines are
-    read from ``results/baselines/`` when present."""
+    ``results/<profile>/``, the claims by the profile's study design
+    (:func:`qrnn.study.designs.design_for`); return the runs and summary frames. The
+    independent baselines are read from ``results/baselines/`` when present."""
     import pandas as pd
 
     from .records import atomic_write_bytes
@@ -390,7 +394,8 @@ def summarize(profile: str, results: str | Path = "results"):
     runs = pd.DataFrame(collect(profile, results))
     if runs.empty:
         raise ValueError(f"no run records under {runs_dir(results, profile)}; run the study first")
-    runs = _paired_gaps(runs)
+    design = design_for(profile)
+    runs = _paired_gaps(runs, design.reference)
     summary = groups(runs, read_baselines(Path(results) / BASELINES))
     folder = Path(results) / profile
 
@@ -399,12 +404,12 @@ def summarize(profile: str, results: str | Path = "results"):
 
     write("runs.csv", runs)
     write("summary.csv", summary)
-    write("claims.csv", pd.DataFrame(claims(runs, summary)))
-    write("claims_thresholds.csv", claim_thresholds(runs, summary))
-    causes = causes_table(summary)
+    write("claims.csv", pd.DataFrame(claims(runs, summary, design)))
+    write("claims_thresholds.csv", claim_thresholds(runs, summary, design))
+    causes = causes_table(summary, design)
     for name, table in (("causes.csv", causes),
-                        ("cause_verdicts.csv", cause_verdicts(causes, runs)),
-                        ("normalization.csv", normalization_table(summary))):  # fmt: skip
+                        ("cause_verdicts.csv", cause_verdicts(causes, runs, design)),
+                        ("normalization.csv", normalization_table(summary, design))):  # fmt: skip
         if len(table):
             write(name, table)
     return runs, summary
