@@ -33,6 +33,7 @@ from .decisions import (
     works_state,
 )
 from .designs import CPU, design_for
+from .grid import METHOD_CONFIG
 from .outcome import convergence
 from .records import load_record
 from .runs import GRID_LABELS, read_grid, runs_dir
@@ -48,6 +49,9 @@ PLATEAU_WINDOW = 5
 # fields that may also differ there (a learning rate chosen per method)
 METHOD_FIELDS = ("scheme", "stochastic", "quantizer_options", "weight_noise")
 TUNED_FIELDS = ("lr",)
+# the fields some grid method sets beyond METHOD_FIELDS (weight_norm of ternary-det-wn, dropout
+# of float-dropout-0.1, ...): a method's float twin may differ from it in these
+METHOD_SET = tuple(sorted({k for f in METHOD_CONFIG.values() for k in f} - set(METHOD_FIELDS)))
 BASELINES = "baselines"  # results/baselines/*.json: the project's independent baselines
 
 # published float baselines for PTB-char (test BPC), cited beside ours with their scale
@@ -88,14 +92,15 @@ def config_keys(config: dict | None) -> dict:
     """The columns that key a run's group: ``hidden``, ``max_epochs`` and ``train_limit`` (the
     budget), ``setting`` (a digest of every setting but the seed, the fold of a ``fold<f>``
     split, the execution fields and the method's own, :data:`METHOD_FIELDS`) and ``twin``
-    (the same without :data:`TUNED_FIELDS`: what a group shares with its float reference)."""
+    (the same without :data:`TUNED_FIELDS` and :data:`METHOD_SET`: what a group shares with
+    its float reference)."""
     if not config:
         return {"hidden": math.nan, "max_epochs": math.nan, "train_limit": math.nan,
                 "setting": "", "twin": ""}  # fmt: skip
     base = {k: v for k, v in identity(config).items() if k not in ("seed", *METHOD_FIELDS)}
     if str(base.get("split", "")).startswith("fold"):  # folds replicate a setting, as seeds do
         base["split"] = "folds"
-    twin = {k: v for k, v in base.items() if k not in TUNED_FIELDS}
+    twin = {k: v for k, v in base.items() if k not in TUNED_FIELDS and k not in METHOD_SET}
     return {"hidden": config.get("hidden", math.nan), "max_epochs": config.get("epochs", math.nan),
             "train_limit": config.get("train_limit", 0), "setting": _digest(base),
             "twin": _digest(twin)}  # fmt: skip
