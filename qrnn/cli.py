@@ -1,5 +1,5 @@
-"""The ``qrnn`` command: ``schemes``, ``train``, ``show``, ``export``, ``baselines``, ``study``,
-``data``.
+"""The ``qrnn`` command: ``schemes``, ``train``, ``show``, ``export``, ``baselines``, ``data``,
+``noise``, ``study``.
 
 Bad arguments exit with status 2 and one line ``qrnn: error: ...`` naming the allowed values
 (no usage block; ``qrnn COMMAND --help`` shows it). Errors a user can cause later (missing or
