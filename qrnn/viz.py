@@ -6,6 +6,11 @@ no kernel, no network); its data is embedded as JSON. :data:`METHOD_COLORS` is t
 method-to-colour map: :func:`style` and :func:`palette` give it to seaborn and matplotlib, and
 :func:`figure` embeds it in every interactive figure.
 
+Static figures are drawn at :data:`FIGURE_DPI` or more: inside IPython (the book's pages, the
+notebooks) :func:`style` renders every matplotlib figure with :func:`figure_png`, which also
+writes the figure's sizes into the PNG (:func:`figure_sizes`, as ``tEXt`` chunks), so that the
+book's browser test can tell how large its tick labels are on screen.
+
 Part of ``qrnn``, the library and study after Ott et al. 2016, *Recurrent Neural Networks With
 Limited Numerical Precision*, https://arxiv.org/abs/1608.06902.
 """
@@ -17,8 +22,9 @@ import json
 import math
 from typing import Any
 
-__all__ = ["CELL_COLORS", "METHOD_COLORS", "METRIC_LABELS", "SCHEME_MARKERS", "figure",
-           "method_order", "method_style", "palette", "style", "table"]  # fmt: skip
+__all__ = ["CELL_COLORS", "FIGURE_DPI", "METHOD_COLORS", "METRIC_LABELS", "SCHEME_MARKERS",
+           "dashes", "figure", "figure_png", "figure_sizes", "method_order", "method_style",
+           "palette", "style", "table"]  # fmt: skip
 
 # deterministic and stochastic variants of one scheme share a hue, the stochastic one lighter
 METHOD_COLORS: dict[str, str] = {
@@ -88,6 +94,12 @@ def method_order(names) -> list[str]:
     return sorted(names, key=key)
 
 
+def dashes(names) -> dict[str, tuple[int, int] | str]:
+    """seaborn's ``dashes`` for a line plot with ``hue`` and ``style`` both the method: stochastic
+    rounding dashed, every other method solid (the line style of :func:`method_style`)."""
+    return {n: (4, 2) if _scheme(n)[1] == "stoch" else "" for n in names}
+
+
 CELL_COLORS: dict[str, str] = {"rnn": "#dd8452", "gru": "#937860", "lstm": "#64b5cd"}
 METRIC_LABELS: dict[str, str] = {
     "bpc": "test BPC (bits per character, lower is better)",
@@ -151,8 +163,79 @@ def table(df, columns=None, formats: dict | None = None, name: str = "table", no
     )
 
 
+# the least resolution of a static figure (pixels per inch of the figure): a figure made at 80
+# dpi is rendered at 100, so that it is never shown upscaled in a column of the book
+FIGURE_DPI = 100
+
+
+def figure_sizes(fig) -> dict[str, str]:
+    """The sizes a reader's screen needs, for a PNG's ``tEXt`` chunks: the resolution
+    (``qrnn:dpi``) and the smallest font, in points, of the visible tick labels
+    (``qrnn:tick_pt``), of the legends (``qrnn:legend_pt``) and of any visible text
+    (``qrnn:text_pt``); a size with nothing to measure is left out. On screen a label of ``pt``
+    points is ``pt / 72 * dpi * shown_width / natural_width`` pixels high."""
+    from matplotlib.text import Text
+
+    def smallest(texts) -> float | None:
+        sizes = [t.get_fontsize() for t in texts if t.get_visible() and t.get_text().strip()]
+        return min(sizes) if sizes else None
+
+    ticks, legends = [], []
+    for ax in fig.axes:
+        if not (ax.get_visible() and ax.axison):
+            continue
+        for axis in (ax.xaxis, ax.yaxis):
+            ticks += axis.get_ticklabels(which="both")
+        if ax.get_legend() is not None:
+            legends += ax.get_legend().get_texts()
+    legends += [t for leg in fig.legends for t in leg.get_texts()]
+    texts = [t for t in fig.findobj(Text) if t.axes is None or t.axes.get_visible()]
+    sizes = {
+        "dpi": max(fig.dpi, FIGURE_DPI),
+        "tick_pt": smallest(ticks),
+        "legend_pt": smallest(legends),
+        "text_pt": smallest(texts),
+    }
+    return {f"qrnn:{k}": f"{v:g}" for k, v in sizes.items() if v is not None}
+
+
+def figure_png(fig) -> str | None:
+    """A matplotlib figure as base64 PNG for IPython's display: cut to its drawn content, at
+    least :data:`FIGURE_DPI`, its sizes (:func:`figure_sizes`) in the file."""
+    from IPython.core.pylabtools import print_figure
+
+    sizes = figure_sizes(fig)
+    return print_figure(fig, "png", bbox_inches="tight", base64=True,
+                        dpi=float(sizes["qrnn:dpi"]), metadata=sizes)  # fmt: skip
+
+
+def _render_figures_with_sizes() -> None:
+    """Inside IPython, display matplotlib figures with :func:`figure_png`."""
+    import importlib
+    import sys
+
+    if "IPython" not in sys.modules:
+        return
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None:
+        return
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    backend = str(matplotlib.get_backend(auto_select=False))
+    if backend.startswith("module://"):
+        # the inline backend sets IPython's figure formats when it is first imported: import it
+        # now, so that it does so before, not after, the formatter below
+        importlib.import_module(backend.removeprefix("module://"))
+    shell.display_formatter.formatters["image/png"].for_type(Figure, figure_png)
+
+
 def style() -> None:
-    """The seaborn theme used by every static figure."""
+    """The seaborn theme used by every static figure; inside IPython, figures are shown at
+    :data:`FIGURE_DPI` or more with their sizes in the PNG (:func:`figure_png`)."""
     import seaborn as sns
 
     sns.set_theme(style="whitegrid", context="notebook", palette="deep")
+    _render_figures_with_sizes()

@@ -27,6 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DEST = ROOT / "book" / "executed"
+sys.path.insert(0, str(ROOT))
+from qrnn.study.pages import PROFILE, STUDY  # noqa: E402  (the study the book shows)
 
 # name -> the papermill commands, in order; the last one's output is the copy
 COMMANDS: dict[str, list[list[str]]] = {
@@ -43,9 +45,9 @@ COMMANDS: dict[str, list[list[str]]] = {
     ],
     "results": [
         # on a copy of the records: refresh rewrites the profile's tables in results_dir
-        ["cp", "-r", "results/cpu", "runs/book/results/"],
+        ["cp", "-r", STUDY, "runs/book/results/"],
         ["papermill", "notebooks/results.ipynb", "runs/book/results.ipynb", "--cwd", ".",
-         "-p", "profile", "cpu", "-p", "results_dir", "runs/book/results", "-p", "refresh",
+         "-p", "profile", PROFILE, "-p", "results_dir", "runs/book/results", "-p", "refresh",
          "True"],
     ],
 }  # fmt: skip
@@ -54,8 +56,8 @@ WHAT = {
     "train": "one run of the class preset's defaults (binary LSTM, PTB characters), after the "
     "same command with `-p scheme float`",
     "jacobian": "the defaults: the PTB-char LSTM at initialization",
-    "results": "a copy of the CPU study's records (`results/cpu`), its tables rebuilt from the "
-    "records by the current code",
+    "results": f"a copy of the records of the study the book shows (`{STUDY}`), its tables "
+    "rebuilt from the records by the current code",
 }
 
 

@@ -91,7 +91,7 @@ def model_href(run_id: str) -> str:
 
 
 def _copy_models(app, exception) -> None:
-    """Copy every committed packed model of the study (``results/cpu/runs/*/model.npz``) to
+    """Copy every committed packed model of the study (``<qrnn_results>/runs/*/model.npz``) to
     ``<build>/models/<run-id>.npz``, so the results page can offer them for download; each is
     first checked against the sha256 in its ``run.json`` (a mismatch fails the build)."""
     if exception is not None or app.builder.format != "html":
@@ -99,7 +99,7 @@ def _copy_models(app, exception) -> None:
     from qrnn.study.runs import verify_packed
 
     dest = Path(app.outdir) / MODELS
-    for f in sorted((ROOT / "results" / "cpu" / "runs").glob("*/model.npz")):
+    for f in sorted((ROOT / app.config.qrnn_results / "runs").glob("*/model.npz")):
         verify_packed(f.parent)  # PackedMismatch names the file and both digests
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(f, dest / f"{f.parent.name}.npz")

@@ -146,6 +146,16 @@
     });
   }
 
+  /* A figure in a column narrower than 560 px (a phone) is drawn for it: legend under the
+   * plot, every label inside the screen without scrolling sideways. */
+  function isNarrow(div) { return div.clientWidth < 560; }
+  function redrawOnResize(div, draw) {
+    let narrow = isNarrow(div);
+    window.addEventListener("resize", () => {
+      if (isNarrow(div) !== narrow) { narrow = isNarrow(div); draw(); }
+    });
+  }
+
   /* ---- quantizers (same rules as qrnn/quantizers.py) ---- */
   function quantize(method, w, o, u) {
     // u: uniform sample in [0,1) for the stochastic variant, or null (deterministic)
@@ -251,7 +261,7 @@
         samp.push(quantize(m, x, o, rnd()));
       }
       chart(svg, {
-        xlabel: "shadow weight w", ylabel: "quantized weight q(w)",
+        xlabel: "shadow weight w", ylabel: "quantized weight q(w)", narrow: isNarrow(div),
         series: [
           { name: "deterministic", x: w, y: det, mode: "step" },
           { name: "E[q(w)], stochastic", x: w, y: mean, dash: "5,4" },
@@ -271,6 +281,7 @@
     fIn.addEventListener("change", () => { state.fbits = Math.max(1, +fIn.value || 1); draw(); });
     btn.addEventListener("click", () => { state.seed += 1; draw(); });
     draw();
+    redrawOnResize(div, draw);
   }
 
   /* results: spec = {rows: [{task, cell, method, test_mean, test_std, n, diverged, metric,
@@ -322,7 +333,7 @@
         };
       });
       const metric = rows.length ? rows[0].metric : "";
-      chart(svg, { categories: spec.methods, series,
+      chart(svg, { categories: spec.methods, series, narrow: isNarrow(div),
         ylabel: (spec.ylabels || {})[metric] || `test ${metric}`, xlabel: "method", marks,
         hlines: spec.baselines[task] !== undefined ?
           [{ y: spec.baselines[task], label: "baseline" }] : [] });
@@ -330,6 +341,7 @@
     tSel.addEventListener("change", draw);
     checks.forEach((c) => c.addEventListener("change", draw));
     draw();
+    redrawOnResize(div, draw);
   }
 
   /* lines: spec = {groups: {name: [{name, x, y}]}, xlabel, ylabel, select: "label"} */
@@ -341,10 +353,11 @@
     Object.keys(spec.groups).forEach((g) => el("option", { value: g, text: g }, sel));
     function draw() {
       chart(svg, { xlabel: spec.xlabel, ylabel: spec.ylabel, series: spec.groups[sel.value],
-        hlines: spec.hlines || [], colors: spec.colors, narrow: div.clientWidth < 560 });
+        hlines: spec.hlines || [], colors: spec.colors, narrow: isNarrow(div) });
     }
     sel.addEventListener("change", draw);
     draw();
+    redrawOnResize(div, draw);
   }
 
   /* Wide content scrolls inside its own box; a box that overflows gets a visible cue. */

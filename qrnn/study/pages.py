@@ -15,8 +15,20 @@ import json
 import re
 from pathlib import Path
 
-__all__ = ["CLAIMS_PLAIN", "PROFILE", "STUDY", "TASK_WORDS", "answer", "cause_sentences",
-           "claim_table", "hero_figure", "primary_rows", "results_dir", "study_dir"]  # fmt: skip
+__all__ = [
+    "CLAIMS_PLAIN",
+    "PROFILE",
+    "STUDY",
+    "TASK_WORDS",
+    "answer",
+    "cause_sentences",
+    "claim_table",
+    "hero_figure",
+    "primary_rows",
+    "read_table",
+    "results_dir",
+    "study_dir",
+]
 
 # The study the book reads, relative to the checkout: change it here to show another study.
 STUDY = "results/cpu"
@@ -55,7 +67,9 @@ def study_dir() -> Path:
     return ROOT / STUDY
 
 
-def _read(name: str):
+def read_table(name: str):
+    """A table of the study (``claims.csv``, ``summary.csv`` ...) as a DataFrame; None when
+    the study has not written it."""
     import pandas as pd
 
     path = study_dir() / name
@@ -67,7 +81,7 @@ def claim_table():
     columns ``number, paper, task, verdict, primary, counts``; ``None`` without claims."""
     import pandas as pd
 
-    cl = _read("claims.csv")
+    cl = read_table("claims.csv")
     if cl is None:
         return None
     rows = []
@@ -89,7 +103,7 @@ def _primary_key(text: str):
 
 def primary_rows(claim: str = "1", task: str = "PTB-char"):
     """The summary rows (every method) of a claim's primary group for one task."""
-    tab, summ = claim_table(), _read("summary.csv")
+    tab, summ = claim_table(), read_table("summary.csv")
     if tab is None or summ is None:
         return None
     row = tab[(tab["number"] == claim) & (tab["task"] == task)]
@@ -134,7 +148,7 @@ def _binary_words(task: str) -> str:
 
 def cause_sentences() -> list[str]:
     """The paper's conjectured causes and the study's verdict on each, per task."""
-    cv = _read("cause_verdicts.csv")
+    cv = read_table("cause_verdicts.csv")
     if cv is None:
         return []
     words = {
@@ -169,7 +183,7 @@ def cause_sentences() -> list[str]:
 def _support(cause: str) -> str:
     """Where a cause is supported: tasks with their rounding rules, "at this budget" where the
     groups were still improving (``cause_verdicts.csv``)."""
-    cv = _read("cause_verdicts.csv")
+    cv = read_table("cause_verdicts.csv")
     if cv is None:
         return ""
     tasks = {"ptb-char": "Penn Treebank characters", "fsdd": "spoken digits"}
