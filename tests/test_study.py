@@ -203,3 +203,21 @@ def test_dask_executor_gives_the_same_records_as_local(data_env, tmp_path):
                            quiet=True)  # fmt: skip
     assert [o["status"] for o in dask] == [o["status"] for o in local] == ["completed"] * 2
     assert _metrics(tmp_path / "dask") == _metrics(tmp_path / "local")
+
+
+def test_cost_estimates_a_new_budget_from_seconds_per_character(tmp_path):
+    """A language model not yet run at its budget is estimated from the seconds per training
+    character of finished runs of the same model (here: cpu-v3's short sweep -> its headline)."""
+    runs = study.grid("cpu-v3")
+    sweep = [r for r in runs if r.experiment.startswith("lr-sweep@")][:2]
+    for r in sweep:  # 600 steps of batch 64 x BPTT 100 in 192 s: 5e-5 s per character
+        d = study.runs_dir(tmp_path, "cpu-v3") / r.run_id
+        d.mkdir(parents=True)
+        rec = {"status": "completed", "wall_time_s": 192.0, "epochs": [{"steps": 600}],
+               "data": {"sizes": {"train": 5_000_000}}}  # fmt: skip
+        (d / "run.json").write_text(json.dumps(rec))
+    table = study.cost("cpu-v3", tmp_path).set_index("experiment")
+    main = [r for r in runs if r.experiment == "main"]
+    per_run = 192.0 / (600 * 64 * 100) * 12 * 5_000_000  # 12 epochs of the whole text
+    assert table.loc["main", "remaining_h"] == pytest.approx(len(main) * per_run / 3600)
+    assert math.isnan(table.loc["digits-kfold", "remaining_h"])  # no digit run to go by

@@ -273,32 +273,26 @@ def cost(profile: str, results: str | Path = "results", jobs: int = 2, only=None
     the finished runs (from their records, kernel start-up excluded); ``remaining_h``
     estimates each unfinished run by the mean of the finished runs of its (experiment, task,
     cell), else of the finished runs of any experiment with the same model and budget (task,
-    cell, hidden size, layer norm, epochs, batch, BPTT, training limit), else NaN (nothing to
-    estimate from); ``wall_h`` is the total on ``jobs`` one-thread workers. The measured times
-    are those of their machine and load."""
+    cell, hidden size, layer norm, epochs, batch, BPTT, training limit), else, for a language
+    model, by the seconds per training character of finished runs of the same model (task,
+    cell, hidden size, layer norm, BPTT; any budget or batch) times the characters it will
+    train on, else NaN (nothing to estimate from); ``wall_h`` is the total on ``jobs``
+    one-thread workers. The measured times are those of their machine and load."""
     import pandas as pd
 
-    out = runs_dir(results, profile)
-    rows = []
-    for r in grid(profile, only):
-        rec = out / r.run_id / "run.json"
-        done = record_status(out / r.run_id) in ("completed", "diverged", "failed")
-        try:
-            wall = json.loads(rec.read_text()).get("wall_time_s") if done else None
-        except (OSError, ValueError, AttributeError):  # a failed run may have no readable record
-            wall = None
-        c = r.config
-        budget = (r.task, r.cell, c.hidden, c.layer_norm, c.epochs, c.batch_size, c.bptt,
-                  c.train_limit)  # fmt: skip
-        rows.append({"experiment": r.experiment, "task": r.task, "cell": r.cell,
-                     "budget": budget, "finished": done, "wall_s": wall})  # fmt: skip
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame([_cost_row(r, runs_dir(results, profile)) for r in grid(profile, only)])
     known = df[df["finished"] & df["wall_s"].notna()]
     by_cell = known.groupby(["experiment", "task", "cell"])["wall_s"].mean()
     by_budget = known.groupby("budget")["wall_s"].mean()
-    guess = [by_cell.get((e, t, c), by_budget.get(b, float("nan")))
-             for e, t, c, b in zip(df["experiment"], df["task"], df["cell"], df["budget"],
-                                   strict=True)]  # fmt: skip
+    per_char = _seconds_per_character(known)
+    sizes = known.dropna(subset=["train_size"]).groupby("task")["train_size"].max()
+    guess = []
+    for r in df.itertuples():
+        g = by_cell.get((r.experiment, r.task, r.cell), by_budget.get(r.budget, float("nan")))
+        if pd.isna(g) and r.model in per_char and r.task in sizes:
+            limit = min(r.train_limit or sizes[r.task], sizes[r.task])
+            g = per_char[r.model] * r.epochs * limit
+        guess.append(g)
     df["remaining_s"] = [0.0 if f else g for f, g in zip(df["finished"], guess, strict=True)]
     table = df.groupby("experiment", sort=False).agg(
         runs=("finished", "size"), finished=("finished", "sum"),
@@ -310,3 +304,34 @@ def cost(profile: str, results: str | Path = "results", jobs: int = 2, only=None
                     table["measured_h"].sum(), table["remaining_h"].sum(min_count=n)]  # fmt: skip
     table["wall_h"] = (table["measured_h"] + table["remaining_h"]) / jobs
     return table
+
+
+def _cost_row(r, out: Path) -> dict:
+    """One grid run for :func:`cost`: its keys, and for a finished run its wall time, the
+    characters it trained on (language models: steps x batch x BPTT) and the training text's
+    full size from its record."""
+    done = record_status(out / r.run_id) in ("completed", "diverged", "failed")
+    try:
+        rec = json.loads((out / r.run_id / "run.json").read_text()) if done else {}
+    except (OSError, ValueError):  # a failed run may have no readable record
+        rec = {}
+    rec = rec if isinstance(rec, dict) else {}
+    c = r.config
+    epochs = rec.get("epochs") or []
+    steps = epochs[-1].get("steps") if epochs and isinstance(epochs[-1], dict) else None
+    lm = r.task != "fsdd"
+    return {"experiment": r.experiment, "task": r.task, "cell": r.cell, "finished": done,
+            "budget": (r.task, r.cell, c.hidden, c.layer_norm, c.epochs, c.batch_size, c.bptt,
+                       c.train_limit),
+            "model": (r.task, r.cell, c.hidden, c.layer_norm, c.bptt) if lm else None,
+            "wall_s": rec.get("wall_time_s"), "epochs": c.epochs, "train_limit": c.train_limit,
+            "trained": steps * c.batch_size * c.bptt if lm and steps else None,
+            "train_size": ((rec.get("data") or {}).get("sizes") or {}).get("train") if lm
+            else None}  # fmt: skip
+
+
+def _seconds_per_character(known) -> dict:
+    """Wall seconds per training character of the finished language-model runs, per model."""
+    lm = known.dropna(subset=["trained"])
+    lm = lm[lm["trained"] > 0]
+    return {m: g["wall_s"].sum() / g["trained"].sum() for m, g in lm.groupby("model")}
