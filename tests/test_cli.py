@@ -86,7 +86,7 @@ def test_show_an_absolute_path_without_a_record(tmp_path, capsys):
     assert "no run record" in capsys.readouterr().err
 
 
-def test_noise_measures_a_draw_through_time(tmp_path, capsys):
+def test_noise_measures_a_draw_through_time(mirror, tmp_path, capsys):
     """``qrnn noise`` on an initialized model: its tables and record, one row per step."""
     import pandas as pd
 
