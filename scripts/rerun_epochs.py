@@ -53,7 +53,8 @@ def main() -> int:
         for r in rerun(run, a.epochs):
             (lo, ln), (vo, vn) = r["train_loss"], r["valid_metric"]
             print(f"{r['run']} epoch {r['epoch']}: train loss {lo:.6f} -> {ln:.6f} "
-                  f"(diff {ln - lo:+.2e}), valid {vo:.6f} -> {vn:.6f} (diff {vn - vo:+.2e})")  # fmt: skip
+                  f"(diff {ln - lo:+.2e}), valid {vo:.6f} -> {vn:.6f} "
+                  f"(diff {vn - vo:+.2e})")  # fmt: skip
     return 0
 
 
