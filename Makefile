@@ -17,7 +17,9 @@ $(STAMP): requirements.lock pyproject.toml
 
 venv: $(STAMP)
 
+# viewcode keeps a stale source page when a module changes: rebuild those pages each time
 book: $(STAMP)
+	rm -rf _build/html/_modules
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 
 test: $(STAMP)

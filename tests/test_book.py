@@ -26,6 +26,7 @@ def book():
     if os.environ.get("QRNN_BOOK_HTML"):
         return Path(os.environ["QRNN_BOOK_HTML"])
     jb = Path(sys.executable).parent / "jupyter-book"
+    shutil.rmtree(HTML / "_modules", ignore_errors=True)  # viewcode keeps stale pages (Makefile)
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     r = subprocess.run([str(jb), "build", str(ROOT), "-W", "-n", "--keep-going"], cwd=ROOT,
                        capture_output=True, text=True, env=env, timeout=1200)  # fmt: skip
