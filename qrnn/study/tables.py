@@ -341,9 +341,9 @@ def _group_row(key: tuple, g, refs: dict[str, list[dict]]) -> dict:
         "n": len(g),
         "completed": int((g["status"] == "completed").sum()),
         "diverged": int((g["status"] == "diverged").sum()),
-        "learned": int(g["learned"].fillna(False).astype(bool).sum()),
+        "learned": _count(g, "learned"),
         "beats_baseline": int((g["test"] < g["baseline"]).sum()),  # = learned, by name
-        "still_improving": int(g["still_improving"].fillna(False).astype(bool).sum()),
+        "still_improving": _count(g, "still_improving"),
         "test_mean": test["mean"], "test_std": test["sd"],
         "test_lo": test["lo"], "test_hi": test["hi"],
         "gap_mean": gap["mean"], "gap_lo": gap["lo"], "gap_hi": gap["hi"],
